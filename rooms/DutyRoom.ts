@@ -1,0 +1,154 @@
+import { type AuthContext, matchMaker } from "@colyseus/core";
+import type { Principal } from "../src/auth/tokens.ts";
+import { HavenError } from "../src/protocol/errors.ts";
+import { HavenCloseCode } from "../src/protocol/close-codes.ts";
+import { services } from "../src/services.ts";
+import type { ResponderKind } from "../src/domain/duty.ts";
+import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
+import { DutyState, Offer } from "./schema/DutyState.ts";
+import type { CallResult } from "./EmergencyRoom.ts";
+
+export interface DutyCreateOptions {
+  responderId: string;
+  kind: ResponderKind;
+  name: string;
+}
+
+export const dutyRoomId = (responderId: string) => `duty-${responderId}`;
+
+/**
+ * The persistent socket of one on-duty first-aider or ambulance crew: it reports the responder's
+ * position and availability to the dispatch index and receives offers, which live in its state
+ * so that a reconnecting app sees every open offer again.
+ */
+export class DutyRoom extends HavenRoom<DutyState> {
+  private responderId = "";
+  private kind: ResponderKind = "first_aider";
+  private name = "";
+
+  protected readonly handlers: Record<string, MessageHandler<DutyRoom>> = {
+    position: { schema: "position", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.position(p); } },
+    availability: { schema: "availability", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.setAvailable(p.available); } },
+    accept_offer: { schema: "acceptOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.accept(p.offerId); } },
+    decline_offer: { schema: "declineOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.decline(p.offerId); } },
+  };
+
+  /** Fires once, when `POST /api/duty` opens the responder's duty room. */
+  onCreate(options: DutyCreateOptions): void {
+    this.roomId = dutyRoomId(options.responderId);
+    this.responderId = options.responderId;
+    this.kind = options.kind;
+    this.name = options.name;
+    const state = new DutyState();
+    state.responderId = options.responderId;
+    state.kind = options.kind;
+    this.setState(state);
+  }
+
+  /** Fires for every socket join: only the responder this room belongs to may join it. */
+  async onAuth(_client: HavenClient, _options: unknown, context: AuthContext): Promise<Principal> {
+    const principal = await this.authenticate(context);
+    if (principal.sub !== this.responderId || principal.role !== this.kind) {
+      throw refuse(HavenCloseCode.FORBIDDEN, "NOT_ENTITLED", "this duty room belongs to another responder");
+    }
+    return principal;
+  }
+
+  /** Fires when the responder's socket is up: from now on dispatch can find them. */
+  onJoin(): void {
+    this.index(true);
+  }
+
+  /** Fires when the socket drops: no offers while away, seat held for the reconnect window. */
+  async onDrop(client: HavenClient): Promise<void> {
+    services().duty.update(this.responderId, { available: false });
+    try {
+      await this.allowReconnection(client, services().config.reconnectWindowSeconds);
+    } catch {
+      // window passed: onLeave follows
+    }
+  }
+
+  /** Fires when the responder is back: available again if they were. */
+  onReconnect(): void {
+    services().duty.update(this.responderId, { available: this.state.available });
+  }
+
+  /** Fires when the responder went off duty: they leave the dispatch index. */
+  onLeave(): void {
+    services().duty.remove(this.responderId);
+  }
+
+  onDispose(): void {
+    services().duty.remove(this.responderId);
+  }
+
+  private index(available: boolean): void {
+    const s = this.state;
+    services().duty.upsert({
+      userId: this.responderId, kind: this.kind, name: this.name, available: available && s.available,
+      assignedTo: s.assignedTo || undefined, dutyRoomId: this.roomId, lat: s.lat, lng: s.lng, updatedAt: s.updatedAt,
+    });
+  }
+
+  private position(p: { lat: number; lng: number }): { ok: true } {
+    this.state.lat = p.lat;
+    this.state.lng = p.lng;
+    this.state.updatedAt = Date.now();
+    services().duty.update(this.responderId, { lat: p.lat, lng: p.lng, updatedAt: this.state.updatedAt });
+    return { ok: true };
+  }
+
+  private setAvailable(available: boolean): { ok: true; available: boolean } {
+    this.state.available = available;
+    services().duty.update(this.responderId, { available });
+    return { ok: true, available };
+  }
+
+  private async accept(offerId: string): Promise<{ ok: true; emergencyId: string }> {
+    const offer = this.state.offers.get(offerId);
+    if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
+    if (this.state.assignedTo) throw new HavenError("ALREADY_ASSIGNED", `you are assigned to ${this.state.assignedTo}`);
+    const result = await matchMaker.remoteRoomCall(offer.emergencyId, "acceptOffer", [offerId, this.responderId, this.name]) as CallResult<{ emergencyId: string }>;
+    this.state.offers.delete(offerId);
+    if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);
+    this.state.assignedTo = result.emergencyId;
+    services().duty.update(this.responderId, { assignedTo: result.emergencyId });
+    for (const other of [...this.state.offers.keys()]) void this.decline(other).catch(() => {});
+    return { ok: true, emergencyId: result.emergencyId };
+  }
+
+  private async decline(offerId: string): Promise<{ ok: true }> {
+    const offer = this.state.offers.get(offerId);
+    if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
+    this.state.offers.delete(offerId);
+    await matchMaker.remoteRoomCall(offer.emergencyId, "declineOffer", [offerId, this.responderId]).catch(() => undefined);
+    return { ok: true };
+  }
+
+  /** Emergency room → here: an offer for this responder. */
+  receiveOffer(o: { id: string; emergencyId: string; priority: string; lat: number; lng: number; distanceM: number; expiresAt: number }): { ok: true } {
+    const offer = new Offer();
+    Object.assign(offer, o);
+    this.state.offers.set(o.id, offer);
+    return { ok: true };
+  }
+
+  /** Emergency room → here: the offer is gone (someone else accepted, it timed out, or the emergency ended). */
+  withdrawOffer(offerId: string, reason: string): { ok: true } {
+    if (this.state.offers.has(offerId)) {
+      this.state.offers.delete(offerId);
+      this.broadcast("offer_withdrawn", { offerId, reason });
+    }
+    return { ok: true };
+  }
+
+  /** Emergency room → here: the emergency this responder served is over. */
+  released(emergencyId: string): { ok: true } {
+    if (this.state.assignedTo === emergencyId) {
+      this.state.assignedTo = "";
+      services().duty.update(this.responderId, { assignedTo: undefined });
+    }
+    return { ok: true };
+  }
+}

@@ -1,0 +1,726 @@
+import { randomUUID } from "node:crypto";
+import { type AuthContext, matchMaker } from "@colyseus/core";
+import { StateView } from "@colyseus/schema";
+import type { Principal, Role } from "../src/auth/tokens.ts";
+import { HavenError, toWireError } from "../src/protocol/errors.ts";
+import { HavenCloseCode } from "../src/protocol/close-codes.ts";
+import { services } from "../src/services.ts";
+import { DispatchPolicy, type Outstanding } from "../src/domain/dispatch.ts";
+import type { ResponderKind } from "../src/domain/duty.ts";
+import { isUrban, type LatLng } from "../src/domain/geo.ts";
+import { neededSpecialties, rankHospitals, type HospitalScore } from "../src/domain/matching.ts";
+import type { Specialty } from "../src/domain/hospitals.ts";
+import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
+import { Party, ReadinessItem } from "./schema/common.ts";
+import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/EmergencyState.ts";
+
+export interface EmergencyCreateOptions {
+  emergencyId: string;
+  patientId: string;
+  patientName: string;
+  bypass: boolean;
+  lat: number;
+  lng: number;
+  accuracy?: number;
+  priority?: "critical" | "high" | "medium";
+  note?: string;
+}
+
+/** The result shape of every method other actors call on this one (it survives IPC as JSON). */
+export type CallResult<T = Record<string, unknown>> = ({ ok: true } & T) | { ok: false; error: { code: string; message: string } };
+
+const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
+const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
+const STATUS_ORDER = ["alerted", "dispatched", "on_scene", "transporting", "at_hospital", "handed_over"] as const;
+const CLOSED = new Set(["handed_over", "cancelled"]);
+const IDEMPOTENCY_MEMORY = 256;
+
+/** The hospital wallboard room of a hospital. */
+export const hospitalRoomId = (hospitalId: string) => `hospital-${hospitalId}`;
+
+/**
+ * One active emergency, from alert to handover: the live positions of every party, dispatch of
+ * the nearest responders, the assessment, the receiving hospital and its readiness, and the EMS
+ * timeline. Its roomId is the emergency's id. Medical details go only to the assigned responders
+ * and the receiving hospital's staff, through their StateView.
+ */
+export class EmergencyRoom extends HavenRoom<EmergencyState> {
+  autoDispose = false;
+
+  private dispatchers!: Record<ResponderKind, DispatchPolicy>;
+  private offerTimers = new Map<string, { clear(): void }>();
+  private retryTimers: Partial<Record<ResponderKind, { clear(): void }>> = {};
+  private hospitalTimers: { clear(): void }[] = [];
+  private ranking: HospitalScore[] = [];
+  private seq = 0;
+  private readonly idempotent = new Map<string, unknown>();
+  private lastHospitalSync = 0;
+  private hospitalSyncTimer?: { clear(): void };
+  /** Dispatch offer id → the responder kind it belongs to. */
+  private readonly offerKinds = new Map<string, ResponderKind>();
+
+  protected readonly handlers: Record<string, MessageHandler<EmergencyRoom>> = {
+    position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
+    status: { schema: "responderStatus", roles: RESPONDER_ROLES, run(client, p) { return this.responderStatus(client.auth, p); } },
+    assessment: { schema: "assessment", roles: RESPONDER_ROLES, run(client, p) { return this.submitAssessment(client.auth, p); } },
+    request_hospital: { schema: "requestHospital", roles: ["first_aider", "ambulance_crew", "ops_admin"], run(client, p) { return this.requestHospital(client.auth, p); } },
+    cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p.reason, p.idempotencyKey); } },
+  };
+
+  /** Fires once, when the server creates the room after an authorized alert. */
+  onCreate(options: EmergencyCreateOptions): void {
+    const { config } = services();
+    this.roomId = options.emergencyId;
+    const now = Date.now();
+    const state = new EmergencyState();
+    state.id = options.emergencyId;
+    state.priority = options.priority ?? "high";
+    state.bypass = options.bypass;
+    state.createdAt = now;
+    state.patient = new Party();
+    Object.assign(state.patient, {
+      id: options.patientId, role: "patient", name: options.patientName,
+      lat: options.lat, lng: options.lng, accuracy: options.accuracy ?? 0, updatedAt: now, online: false,
+    });
+    state.hospital = new HospitalLink();
+    state.medical = new Medical();
+    state.times.callReceivedAt = now;
+    this.setState(state);
+    this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
+
+    const urban = isUrban(options, services().urbanAreas);
+    this.dispatchers = {
+      first_aider: new DispatchPolicy(config.dispatch.firstAider, urban),
+      ambulance_crew: new DispatchPolicy(config.dispatch.ambulance, urban),
+    };
+    this.runDispatch("first_aider");
+    this.runDispatch("ambulance_crew");
+  }
+
+  /** Fires for every new socket join: verifies the token and that this party belongs here. */
+  async onAuth(_client: HavenClient, _options: unknown, context: AuthContext): Promise<Principal> {
+    const principal = await this.authenticate(context);
+    if (CLOSED.has(this.state.status)) {
+      throw refuse(HavenCloseCode.EMERGENCY_CLOSED, "EMERGENCY_CLOSED", "this emergency is over");
+    }
+    if (!this.entitled(principal)) {
+      throw refuse(HavenCloseCode.FORBIDDEN, "NOT_ENTITLED", "you are not a party to this emergency");
+    }
+    return principal;
+  }
+
+  /** Fires after onAuth accepted the party: marks it online and opens its medical view if entitled. */
+  onJoin(client: HavenClient): void {
+    this.setOnline(client.auth, true);
+    if (this.medicallyEntitled(client.auth)) {
+      client.view = new StateView();
+      client.view.add(this.state.medical);
+    }
+  }
+
+  /** Fires when a party's socket drops without leaving: its seat is held for the reconnect window. */
+  async onDrop(client: HavenClient): Promise<void> {
+    this.setOnline(client.auth, false);
+    const seconds = services().config.reconnectWindowSeconds;
+    if (seconds > 0 && !CLOSED.has(this.state.status)) {
+      try {
+        await this.allowReconnection(client, seconds);
+      } catch {
+        // the window passed; onLeave follows
+      }
+    }
+  }
+
+  /** Fires when a dropped party is back on a new socket; it gets the full state again. */
+  onReconnect(client: HavenClient): void {
+    this.setOnline(client.auth, true);
+  }
+
+  /** Fires when a party has left for good. */
+  onLeave(client: HavenClient): void {
+    this.setOnline(client.auth, false);
+  }
+
+  /** Fires when the room is disposed (after handover or cancel, once its parties are told). */
+  onDispose(): void {
+    this.stopAllDispatch();
+    this.clearHospitalTimers();
+    services().emergencies.disposed(this.roomId);
+  }
+
+  // ---------------------------------------------------------------- entitlement
+
+  private entitled(p: Principal): boolean {
+    switch (p.role) {
+      case "patient": return p.sub === this.state.patient.id;
+      case "first_aider": return this.state.firstAiders.has(p.sub);
+      case "ambulance_crew": return this.state.ambulance.has(p.sub);
+      case "hospital_staff":
+      case "hospital_admin": return this.isReceivingHospital(p.hospitalId);
+      case "ops_admin": return true;
+    }
+  }
+
+  /** Assigned responders and the receiving hospital's staff see medical details. */
+  private medicallyEntitled(p: Principal): boolean {
+    return (p.role === "first_aider" && this.state.firstAiders.has(p.sub))
+      || (p.role === "ambulance_crew" && this.state.ambulance.has(p.sub))
+      || ((p.role === "hospital_staff" || p.role === "hospital_admin") && this.isReceivingHospital(p.hospitalId));
+  }
+
+  private isReceivingHospital(hospitalId: string | undefined): boolean {
+    return hospitalId !== undefined && hospitalId === this.state.hospital.id && this.state.hospital.status !== "none";
+  }
+
+  private partyOf(p: Principal): Party | undefined {
+    if (p.role === "patient" && p.sub === this.state.patient.id) return this.state.patient;
+    if (p.role === "first_aider") return this.state.firstAiders.get(p.sub);
+    if (p.role === "ambulance_crew") return this.state.ambulance.get(p.sub);
+    return undefined;
+  }
+
+  private setOnline(p: Principal, online: boolean): void {
+    const party = this.partyOf(p);
+    if (party) party.online = online;
+  }
+
+  private requireOpen(): void {
+    if (CLOSED.has(this.state.status)) throw new HavenError("EMERGENCY_CLOSED", `the emergency is ${this.state.status}`);
+  }
+
+  private requireParty(p: Principal): Party {
+    const party = this.partyOf(p);
+    if (!party) throw new HavenError("NOT_ENTITLED", "you are not a party to this emergency");
+    return party;
+  }
+
+  // ---------------------------------------------------------------- timeline
+
+  private event(type: string, actor: string, detail = ""): void {
+    const e = new TimelineEvent();
+    e.seq = ++this.seq;
+    e.type = type;
+    e.at = Date.now();
+    e.actor = actor;
+    e.detail = detail.slice(0, 200);
+    this.state.timeline.push(e);
+    const max = services().config.timelineLength;
+    while (this.state.timeline.length > max) this.state.timeline.shift();
+  }
+
+  private actor(p: Principal): string {
+    return `${p.role}:${p.sub}`;
+  }
+
+  /** Runs a critical action once per idempotency key; a retry gets the first answer. */
+  private once<T>(p: Principal, key: string | undefined, action: () => T): T {
+    if (key === undefined) return action();
+    const k = `${p.sub}:${key}`;
+    if (this.idempotent.has(k)) return this.idempotent.get(k) as T;
+    const result = action();
+    this.idempotent.set(k, result);
+    if (this.idempotent.size > IDEMPOTENCY_MEMORY) this.idempotent.delete(this.idempotent.keys().next().value!);
+    return result;
+  }
+
+  // ---------------------------------------------------------------- positions
+
+  updatePosition(p: Principal, pos: { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number }): { ok: true } {
+    this.requireOpen();
+    const party = this.requireParty(p);
+    party.lat = pos.lat;
+    party.lng = pos.lng;
+    if (pos.accuracy !== undefined) party.accuracy = pos.accuracy;
+    if (pos.heading !== undefined) party.heading = pos.heading;
+    if (pos.speed !== undefined) party.speed = pos.speed;
+    party.updatedAt = Date.now();
+    if (p.role !== "patient") services().duty.update(p.sub, { lat: pos.lat, lng: pos.lng, updatedAt: party.updatedAt });
+    if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.refreshEta();
+    return { ok: true };
+  }
+
+  /** Seconds until the patient reaches the receiving hospital, from the best position known. */
+  private refreshEta(): void {
+    const h = this.state.hospital;
+    if (h.status === "none") return;
+    const { eta } = services();
+    const target: LatLng = { lat: h.lat, lng: h.lng };
+    const crew = [...this.state.ambulance.values()][0];
+    let seconds: number;
+    if (this.state.status === "transporting" || this.state.status === "at_hospital") {
+      seconds = this.state.status === "at_hospital" ? 0 : Number(eta.etaSeconds(crew ?? this.state.patient, target));
+    } else if (crew && crew.updatedAt > 0) {
+      seconds = Number(eta.etaSeconds(crew, this.state.patient)) + Number(eta.etaSeconds(this.state.patient, target));
+    } else {
+      seconds = Number(eta.etaSeconds(this.state.patient, target));
+    }
+    if (seconds !== h.etaSeconds) {
+      h.etaSeconds = seconds;
+      this.syncHospital(false);
+    }
+  }
+
+  // ---------------------------------------------------------------- dispatch
+
+  private runDispatch(kind: ResponderKind): void {
+    const policy = this.dispatchers[kind];
+    if (policy.done || CLOSED.has(this.state.status)) return;
+    const { duty, config } = services();
+    const at: LatLng = { lat: this.state.patient.lat, lng: this.state.patient.lng };
+    const step = policy.fill((radiusM, exclude, limit) => duty.nearest(kind, at, radiusM, exclude, limit));
+    if (step.widenedTo !== undefined) this.event("radius_widened", "system", `${kind} ${step.widenedTo} m`);
+    if (kind === "first_aider") this.state.dispatch.firstAiderRadiusM = policy.radiusM;
+    else this.state.dispatch.ambulanceRadiusM = policy.radiusM;
+
+    const now = Date.now();
+    for (const c of step.offer) {
+      const offer: Outstanding = { offerId: randomUUID(), userId: c.userId, dutyRoomId: c.dutyRoomId, distanceM: c.distanceM, expiresAt: now + config.dispatch.offerTimeoutMs };
+      policy.record(offer);
+      this.offerKinds.set(offer.offerId, kind);
+      this.offerTimers.set(offer.offerId, this.clock.setTimeout(() => this.offerLapsed(offer.offerId, "timeout"), config.dispatch.offerTimeoutMs));
+      matchMaker.remoteRoomCall(c.dutyRoomId, "receiveOffer", [{
+        id: offer.offerId, emergencyId: this.roomId, priority: this.state.priority,
+        lat: at.lat, lng: at.lng, distanceM: c.distanceM, expiresAt: offer.expiresAt,
+      }]).catch(() => this.offerLapsed(offer.offerId, "unreachable"));
+    }
+    if (step.offer.length > 0) {
+      if (this.state.times.responderNotifiedAt === 0) this.state.times.responderNotifiedAt = now;
+      this.event("responders_notified", "system", `${step.offer.length} ${kind}`);
+    }
+    this.updateDispatchView();
+
+    this.retryTimers[kind]?.clear();
+    if (step.exhausted) {
+      this.retryTimers[kind] = this.clock.setTimeout(() => this.runDispatch(kind), config.dispatch.widenIntervalMs);
+    }
+  }
+
+  private updateDispatchView(): void {
+    const out = this.dispatchers.first_aider.outstanding.size + this.dispatchers.ambulance_crew.outstanding.size;
+    this.state.dispatch.offersOut = out;
+    this.state.dispatch.searching = !CLOSED.has(this.state.status) && (!this.dispatchers.first_aider.done || !this.dispatchers.ambulance_crew.done);
+  }
+
+  private offerLapsed(offerId: string, why: "timeout" | "declined" | "unreachable"): void {
+    const kind = this.offerKinds.get(offerId);
+    if (!kind) return;
+    const released = this.dispatchers[kind].release(offerId);
+    this.offerTimers.get(offerId)?.clear();
+    this.offerTimers.delete(offerId);
+    this.offerKinds.delete(offerId);
+    if (!released) return;
+    if (why === "timeout") {
+      this.event("offer_timed_out", "system", kind);
+      matchMaker.remoteRoomCall(released.dutyRoomId, "withdrawOffer", [offerId, "timeout"]).catch(() => {});
+    } else if (why === "declined") {
+      this.event("offer_declined", `${kind}:${released.userId}`);
+    }
+    this.runDispatch(kind);
+  }
+
+  private withdraw(offers: Outstanding[], reason: string): void {
+    for (const o of offers) {
+      this.offerTimers.get(o.offerId)?.clear();
+      this.offerTimers.delete(o.offerId);
+      this.offerKinds.delete(o.offerId);
+      matchMaker.remoteRoomCall(o.dutyRoomId, "withdrawOffer", [o.offerId, reason]).catch(() => {});
+    }
+  }
+
+  private stopAllDispatch(): void {
+    if (!this.dispatchers) return;
+    for (const kind of ["first_aider", "ambulance_crew"] as const) {
+      this.withdraw(this.dispatchers[kind].stop(), "closed");
+      this.retryTimers[kind]?.clear();
+    }
+    this.updateDispatchView();
+  }
+
+  /** Called by a responder's duty room when the responder accepts an offer. First accept wins. */
+  acceptOffer(offerId: string, userId: string, name: string): CallResult<{ emergencyId: string }> {
+    if (CLOSED.has(this.state.status)) return fail("EMERGENCY_CLOSED", "the emergency is over");
+    const kind = this.offerKinds.get(offerId);
+    if (!kind) return fail("OFFER_EXPIRED", "the offer is no longer open");
+    const policy = this.dispatchers[kind];
+    const live = policy.outstanding.get(offerId);
+    if (!live || live.userId !== userId) return fail("OFFER_EXPIRED", "the offer is no longer open");
+    const won = policy.accept(offerId);
+    if (!won) return fail("ALREADY_ASSIGNED", "another responder was assigned");
+    this.offerTimers.get(offerId)?.clear();
+    this.offerTimers.delete(offerId);
+    this.offerKinds.delete(offerId);
+    this.withdraw(won.withdraw, "assigned_elsewhere");
+    this.retryTimers[kind]?.clear();
+
+    const { duty } = services();
+    const onDuty = duty.get(userId);
+    duty.update(userId, { assignedTo: this.roomId });
+    const party = new Party();
+    Object.assign(party, {
+      id: userId, role: kind, name, lat: onDuty?.lat ?? 0, lng: onDuty?.lng ?? 0,
+      updatedAt: onDuty?.updatedAt ?? 0, online: false,
+    });
+    (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).set(userId, party);
+    const now = Date.now();
+    if (this.state.status === "alerted") this.state.status = "dispatched";
+    if (this.state.times.enRouteAt === 0) this.state.times.enRouteAt = now;
+    this.event("responder_assigned", `${kind}:${userId}`);
+    this.updateDispatchView();
+    if (kind === "ambulance_crew") this.refreshEta();
+    return { ok: true, emergencyId: this.roomId };
+  }
+
+  /** Called by a responder's duty room when the responder declines an offer. */
+  declineOffer(offerId: string, userId: string): CallResult {
+    const kind = this.offerKinds.get(offerId);
+    const live = kind && this.dispatchers[kind].outstanding.get(offerId);
+    if (!live || live.userId !== userId) return fail("OFFER_EXPIRED", "the offer is no longer open");
+    this.offerLapsed(offerId, "declined");
+    return { ok: true };
+  }
+
+  // ---------------------------------------------------------------- responder actions
+
+  responderStatus(p: Principal, body: { step: "en_route" | "on_scene" | "left_scene" | "at_hospital"; idempotencyKey?: string }): { ok: true; status: string } {
+    return this.once(p, body.idempotencyKey, () => {
+      this.requireOpen();
+      this.requireParty(p);
+      const t = this.state.times;
+      const now = Date.now();
+      const advance = (to: (typeof STATUS_ORDER)[number], from: readonly string[]) => {
+        if (this.state.status === to) return false;
+        if (!from.includes(this.state.status)) {
+          throw new HavenError("INVALID_TRANSITION", `cannot go to ${to} while ${this.state.status}`);
+        }
+        this.state.status = to;
+        return true;
+      };
+      switch (body.step) {
+        case "en_route":
+          if (t.enRouteAt === 0) t.enRouteAt = now;
+          this.event("en_route", this.actor(p));
+          break;
+        case "on_scene":
+          if (advance("on_scene", ["dispatched"])) { t.onSceneAt = now; this.event("on_scene", this.actor(p)); }
+          break;
+        case "left_scene":
+          if (advance("transporting", ["on_scene"])) { t.leftSceneAt = now; this.event("left_scene", this.actor(p)); }
+          break;
+        case "at_hospital":
+          if (this.state.hospital.status === "none") throw new HavenError("INVALID_TRANSITION", "no receiving hospital yet");
+          if (advance("at_hospital", ["transporting"])) { t.atHospitalAt = now; this.event("arrived_at_hospital", this.actor(p)); }
+          break;
+      }
+      this.refreshEta();
+      this.syncHospital(true);
+      return { ok: true as const, status: this.state.status };
+    });
+  }
+
+  submitAssessment(p: Principal, a: {
+    age?: number; timeOfIncident?: number; mechanism: string; injuries: string[]; treatment: string[];
+    signs?: Record<string, number | string>; priority?: "critical" | "high" | "medium"; suspected?: Specialty[]; idempotencyKey?: string;
+  }): { ok: true; priority: string; hospitalId: string } {
+    return this.once(p, a.idempotencyKey, () => {
+      this.requireOpen();
+      this.requireParty(p);
+      const m = this.state.medical;
+      m.assessed = true;
+      m.age = a.age ?? -1;
+      m.timeOfIncident = a.timeOfIncident ?? 0;
+      m.mechanism = a.mechanism;
+      m.injuries.clear(); m.injuries.push(...a.injuries);
+      m.treatment.clear(); m.treatment.push(...a.treatment);
+      m.suspected.clear(); m.suspected.push(...(a.suspected ?? []));
+      for (const key of ["heartRate", "respiratoryRate", "systolic", "diastolic", "spo2", "temperature", "gcs"] as const) {
+        (m.signs as any)[key] = a.signs?.[key] ?? -1;
+      }
+      m.signs.avpu = (a.signs?.avpu as string | undefined) ?? "";
+      m.assessedBy = this.actor(p);
+      m.assessedAt = Date.now();
+      this.event("assessment_submitted", this.actor(p));
+      if (a.priority && a.priority !== this.state.priority) {
+        this.event("priority_changed", this.actor(p), `${this.state.priority} -> ${a.priority}`);
+        this.state.priority = a.priority;
+      }
+      if (this.state.hospital.status === "none") this.matchHospital();
+      else this.syncHospital(true);
+      return { ok: true as const, priority: this.state.priority, hospitalId: this.state.hospital.id };
+    });
+  }
+
+  requestHospital(p: Principal, body: { idempotencyKey?: string }): { ok: true; hospitalId: string } {
+    return this.once(p, body.idempotencyKey, () => {
+      this.requireOpen();
+      if (p.role !== "ops_admin") this.requireParty(p);
+      if (this.state.hospital.status === "none") this.matchHospital();
+      if (this.state.hospital.status === "none") throw new HavenError("NO_HOSPITAL_AVAILABLE", "no hospital can take this patient now; retrying");
+      return { ok: true as const, hospitalId: this.state.hospital.id };
+    });
+  }
+
+  cancel(p: Principal, reason: string | undefined, idempotencyKey?: string): { ok: true; status: string } {
+    return this.once(p, idempotencyKey, () => {
+      if (this.state.status === "cancelled") return { ok: true as const, status: "cancelled" };
+      this.requireOpen();
+      if (p.role === "patient" && p.sub !== this.state.patient.id) throw new HavenError("NOT_ENTITLED", "not your emergency");
+      this.state.status = "cancelled";
+      this.event("cancelled", this.actor(p), reason ?? "");
+      this.close();
+      return { ok: true as const, status: "cancelled" };
+    });
+  }
+
+  // ---------------------------------------------------------------- hospital
+
+  /** Ranks hospitals and pre-notifies the best one not yet passed over. */
+  private matchHospital(): void {
+    const { hospitals, config } = services();
+    const exclude = new Set<string>(this.state.hospital.passedOver);
+    const m = this.state.medical;
+    this.ranking = rankHospitals(hospitals.all(), {
+      at: this.state.patient,
+      needs: neededSpecialties(m.assessed ? ([...m.suspected] as Specialty[]) : [], m.age >= 0 ? m.age : undefined),
+      critical: this.state.priority === "critical",
+      exclude,
+      maxDistanceM: config.hospitals.maxDistanceM,
+    });
+    const best = this.ranking[0];
+    this.clearHospitalTimers();
+    if (!best) {
+      this.event("no_hospital_available", "system");
+      this.hospitalTimers.push(this.clock.setTimeout(() => {
+        if (this.state.hospital.status === "none" && !CLOSED.has(this.state.status)) this.matchHospital();
+      }, config.hospitals.realertIntervalMs));
+      return;
+    }
+    const h = hospitals.get(best.hospitalId)!;
+    const link = this.state.hospital;
+    link.id = h.id; link.name = h.name; link.lat = h.lat; link.lng = h.lng;
+    link.status = "notified";
+    link.notifiedAt = Date.now();
+    link.acknowledgedAt = 0;
+    link.alerts = 1;
+    link.score = best.score; link.distanceScore = best.distanceScore; link.capacityScore = best.capacityScore; link.specialtyScore = best.specialtyScore;
+    link.distanceM = best.distanceM;
+    link.readiness.clear();
+    for (const [key, label] of [["team", "Team assembled"], ["equipment", "Equipment ready"], ["bed", "Bed allocated"]] as const) {
+      const item = new ReadinessItem();
+      item.key = key; item.label = label; item.ready = false; item.updatedAt = Date.now();
+      link.readiness.set(key, item);
+    }
+    this.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
+    this.refreshEta();
+    this.syncHospital(true);
+
+    const id = h.id;
+    this.hospitalTimers.push(this.clock.setInterval(() => {
+      if (this.state.hospital.id !== id || this.state.hospital.status !== "notified") return;
+      this.state.hospital.alerts++;
+      this.event("hospital_realerted", "system", id);
+      this.syncHospital(true);
+    }, config.hospitals.realertIntervalMs));
+    this.hospitalTimers.push(this.clock.setTimeout(() => {
+      if (this.state.hospital.id === id && this.state.hospital.status === "notified") this.passOver("no_acknowledgement");
+    }, config.hospitals.ackTimeoutMs));
+  }
+
+  private clearHospitalTimers(): void {
+    for (const t of this.hospitalTimers) t.clear();
+    this.hospitalTimers = [];
+  }
+
+  /** The receiving hospital declined or did not answer: tell it, revoke its view, try the next. */
+  private passOver(reason: string): void {
+    const link = this.state.hospital;
+    const previous = link.id;
+    this.syncHospital(true, reason === "declined" ? "declined" : "withdrawn");
+    link.passedOver.push(previous);
+    link.status = "none";
+    link.id = "";
+    link.etaSeconds = -1;
+    this.event(reason === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, reason);
+    for (const c of this.clients) {
+      if ((c.auth.role === "hospital_staff" || c.auth.role === "hospital_admin") && c.auth.hospitalId === previous) {
+        c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
+      }
+    }
+    this.matchHospital();
+  }
+
+  private requireReceiving(hospitalId: string): void {
+    if (!this.isReceivingHospital(hospitalId)) throw new HavenError("NOT_RECEIVING_HOSPITAL", "this hospital is not receiving the patient");
+  }
+
+  /** Hospital room → here: staff acknowledged the pre-notification. */
+  hospitalAcknowledge(hospitalId: string, staff: Principal, key?: string): CallResult<{ status: string }> {
+    return guard(() => this.once(staff, key, () => {
+      this.requireOpen();
+      this.requireReceiving(hospitalId);
+      if (this.state.hospital.status !== "acknowledged") {
+        this.state.hospital.status = "acknowledged";
+        this.state.hospital.acknowledgedAt = Date.now();
+        this.clearHospitalTimers();
+        this.event("hospital_acknowledged", this.actor(staff));
+        this.syncHospital(true);
+      }
+      return { status: this.state.hospital.status };
+    }));
+  }
+
+  hospitalDecline(hospitalId: string, staff: Principal, reason: string, key?: string): CallResult<{ nextHospitalId: string }> {
+    return guard(() => this.once(staff, key, () => {
+      this.requireOpen();
+      this.requireReceiving(hospitalId);
+      if (this.state.status === "at_hospital") throw new HavenError("INVALID_TRANSITION", "the patient is already here");
+      this.passOver("declined");
+      return { nextHospitalId: this.state.hospital.id };
+    }));
+  }
+
+  hospitalReadiness(hospitalId: string, staff: Principal, item: { key: string; label?: string; ready: boolean }, key?: string): CallResult<{ key: string; ready: boolean }> {
+    return guard(() => this.once(staff, key, () => {
+      this.requireOpen();
+      this.requireReceiving(hospitalId);
+      let r = this.state.hospital.readiness.get(item.key);
+      if (!r) {
+        if (this.state.hospital.readiness.size >= 20) throw new HavenError("INVALID_PAYLOAD", "at most 20 readiness items");
+        r = new ReadinessItem();
+        r.key = item.key;
+        r.label = item.label ?? item.key;
+        this.state.hospital.readiness.set(item.key, r);
+      } else if (item.label !== undefined) {
+        r.label = item.label;
+      }
+      r.ready = item.ready;
+      r.updatedAt = Date.now();
+      this.event("readiness_changed", this.actor(staff), `${item.key}=${item.ready}`);
+      this.syncHospital(true);
+      return { key: item.key, ready: item.ready };
+    }));
+  }
+
+  hospitalHandover(hospitalId: string, staff: Principal, notes: string | undefined, key?: string): CallResult<{ status: string }> {
+    return guard(() => this.once(staff, key, () => {
+      if (this.state.status === "handed_over") return { status: "handed_over" };
+      this.requireOpen();
+      this.requireReceiving(hospitalId);
+      if (this.state.status !== "at_hospital" && this.state.status !== "transporting") {
+        throw new HavenError("INVALID_TRANSITION", `cannot hand over while ${this.state.status}`);
+      }
+      const now = Date.now();
+      if (this.state.times.atHospitalAt === 0) this.state.times.atHospitalAt = now;
+      this.state.times.handedOverAt = now;
+      this.state.status = "handed_over";
+      this.state.hospital.etaSeconds = 0;
+      this.event("handed_over", this.actor(staff), notes ?? "");
+      this.close();
+      return { status: "handed_over" };
+    }));
+  }
+
+  /** The handover summary the receiving team reads on the wallboard (ATMIST in one paragraph). */
+  private handoverSummary(): string {
+    const m = this.state.medical;
+    if (!m.assessed) return "";
+    const s = m.signs;
+    const signs = [
+      s.heartRate >= 0 ? `HR ${s.heartRate}` : "", s.systolic >= 0 ? `BP ${s.systolic}/${s.diastolic >= 0 ? s.diastolic : "?"}` : "",
+      s.respiratoryRate >= 0 ? `RR ${s.respiratoryRate}` : "", s.spo2 >= 0 ? `SpO2 ${s.spo2}%` : "",
+      s.temperature >= 0 ? `T ${s.temperature.toFixed(1)}` : "", s.gcs >= 0 ? `GCS ${s.gcs}` : "", s.avpu ? `AVPU ${s.avpu}` : "",
+    ].filter(Boolean).join(", ");
+    return [
+      `A: ${m.age >= 0 ? m.age : "unknown"}`,
+      `T: ${m.timeOfIncident > 0 ? new Date(m.timeOfIncident).toISOString() : "unknown"}`,
+      `M: ${m.mechanism}`,
+      `I: ${m.injuries.join("; ") || "none recorded"}`,
+      `S: ${signs || "none recorded"}`,
+      `T: ${m.treatment.join("; ") || "none"}`,
+    ].join(" | ");
+  }
+
+  /** Mirrors this emergency onto the receiving hospital's wallboard room. */
+  private syncHospital(urgent: boolean, hospitalStatus?: string): void {
+    const link = this.state.hospital;
+    if (!link.id) return;
+    const now = Date.now();
+    if (!urgent && now - this.lastHospitalSync < 1000) {
+      this.hospitalSyncTimer ??= this.clock.setTimeout(() => {
+        this.hospitalSyncTimer = undefined;
+        this.syncHospital(true);
+      }, 1000 - (now - this.lastHospitalSync));
+      return;
+    }
+    this.hospitalSyncTimer?.clear();
+    this.hospitalSyncTimer = undefined;
+    this.lastHospitalSync = now;
+    const status = hospitalStatus ?? (this.state.status === "handed_over" ? "handed_over" : this.state.status === "cancelled" ? "cancelled" : link.status);
+    matchMaker.remoteRoomCall(hospitalRoomId(link.id), "upsertIncoming", [{
+      emergencyId: this.roomId,
+      priority: this.state.priority,
+      status: this.state.status,
+      hospitalStatus: status,
+      notifiedAt: link.notifiedAt,
+      acknowledgedAt: link.acknowledgedAt,
+      etaSeconds: link.etaSeconds,
+      handoverSummary: this.handoverSummary(),
+      score: link.score, distanceScore: link.distanceScore, capacityScore: link.capacityScore, specialtyScore: link.specialtyScore,
+      readiness: [...link.readiness.values()].map((r) => ({ key: r.key, label: r.label, ready: r.ready, updatedAt: r.updatedAt })),
+      handedOverAt: this.state.times.handedOverAt,
+    }]).catch((error) => services().log.warn({ err: error, emergencyId: this.roomId }, "hospital room unreachable"));
+  }
+
+  // ---------------------------------------------------------------- closing
+
+  /** Handover or cancel: withdraw offers, release responders, tell the hospital, then close. */
+  private close(): void {
+    this.stopAllDispatch();
+    this.clearHospitalTimers();
+    this.syncHospital(true);
+    const { duty, emergencies, config } = services();
+    for (const kind of ["first_aider", "ambulance_crew"] as const) {
+      for (const id of (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).keys()) {
+        const onDuty = duty.get(id);
+        duty.update(id, { assignedTo: undefined });
+        if (onDuty) matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {});
+      }
+    }
+    emergencies.closed(this.roomId, this.state.status);
+    this.clock.setTimeout(() => this.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}), config.closeGraceMs);
+  }
+
+  // ---------------------------------------------------------------- REST entry points
+
+  /** A snapshot for `GET /api/emergency/{id}/status`, filtered to what the caller may see. */
+  statusFor(p: Principal): CallResult<{ emergency: unknown }> {
+    if (!this.entitled(p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
+    const json = this.state.toJSON() as Record<string, unknown>;
+    if (!this.medicallyEntitled(p)) delete json.medical;
+    return { ok: true, emergency: json };
+  }
+
+  restPosition(p: Principal, pos: { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number }): CallResult {
+    if (!this.entitled(p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
+    return guard(() => this.updatePosition(p, pos));
+  }
+
+  restCancel(p: Principal, reason: string | undefined, key?: string): CallResult<{ status: string }> {
+    if (!(p.role === "ops_admin" || (p.role === "patient" && p.sub === this.state.patient.id))) {
+      return fail("NOT_ENTITLED", "only the patient or ops can cancel");
+    }
+    return guard(() => this.cancel(p, reason, key));
+  }
+}
+
+function fail(code: string, message: string): { ok: false; error: { code: string; message: string } } {
+  return { ok: false, error: { code, message } };
+}
+
+function guard<T extends object>(action: () => T): CallResult<T> {
+  try {
+    const value = action() as Record<string, unknown>;
+    return { ...value, ok: true } as CallResult<T>;
+  } catch (error) {
+    return { ok: false, error: toWireError(error) };
+  }
+}

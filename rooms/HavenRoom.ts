@@ -1,0 +1,131 @@
+import { type Client, type AuthContext, Room, ServerError, Protocol, ResponseStatus, getMessageBytes, ClientState } from "@colyseus/core";
+import type { Principal, Role } from "../src/auth/tokens.ts";
+import { HavenError, toWireError } from "../src/protocol/errors.ts";
+import { HavenCloseCode } from "../src/protocol/close-codes.ts";
+import { decodeMessageFrame, isMessageFrame, type DecodedFrame } from "../src/protocol/frames.ts";
+import { validate, type SchemaName } from "../src/protocol/validate.ts";
+import { services } from "../src/services.ts";
+
+/** A socket message the room accepts: its payload schema, who may send it, what it does. */
+export interface MessageHandler<R> {
+  schema: SchemaName;
+  /** Roles allowed to send it; the handler may narrow further (e.g. only the assigned responder). */
+  roles: readonly Role[];
+  run(this: R, client: HavenClient, payload: any): unknown;
+}
+
+export type HavenClient = Client & { auth: Principal };
+
+/** A client's message count in the current one-second window. */
+interface RateWindow { resetAt: number; count: number }
+
+/**
+ * Base of Haven's room actors. It owns the message pipeline: every ROOM_DATA and ROOM_REQUEST
+ * frame is size-checked, rate-limited, decoded with a restricted msgpack decoder, validated
+ * against a compiled schema and authorized by role before a handler sees it; any failure is
+ * answered with `{ code, message }` (a rejected request, or an "error" message for a plain send)
+ * and changes nothing. Frames Colyseus owns (join acknowledgement, ping, leave) pass through.
+ */
+export abstract class HavenRoom<S extends object> extends Room<{ state: S; client: HavenClient }> {
+  protected abstract readonly handlers: Record<string, MessageHandler<any>>;
+  private readonly rate = new WeakMap<object, RateWindow>();
+
+  constructor() {
+    super();
+    const colyseusOnMessage = (this as any)._onMessage as (client: HavenClient, buffer: Buffer) => void;
+    (this as any)._onMessage = (client: HavenClient, buffer: Buffer) => {
+      if (!buffer || buffer.byteLength === 0) return;
+      if (isMessageFrame(buffer)) {
+        this.onFrame(client, buffer);
+        return;
+      }
+      colyseusOnMessage.call(this, client, buffer);
+    };
+  }
+
+  /** Verifies the bearer token for a join; the subclass then decides entitlement. */
+  protected async authenticate(context: AuthContext): Promise<Principal> {
+    try {
+      return await services().tokens.verify(context.token);
+    } catch (error) {
+      const e = error instanceof HavenError ? error : new HavenError("TOKEN_INVALID", "the token is not valid");
+      throw refuse(HavenCloseCode.UNAUTHORIZED, e.code, e.message);
+    }
+  }
+
+  /** The subject of a session holding or re-taking a seat here, for checks at the socket upgrade. */
+  subjectOfSession(sessionId: string): string | undefined {
+    const seat = (this as any)._reservedSeats?.[sessionId];
+    const auth = (seat?.[1] as Principal | undefined) ?? (this.clients.getById(sessionId)?.auth as Principal | undefined);
+    return auth?.sub;
+  }
+
+  private onFrame(client: HavenClient, buffer: Buffer): void {
+    if (client.state === ClientState.LEAVING) return;
+    const { limits } = services().config;
+    const frame = decodeMessageFrame(buffer, limits.maxFrameBytes);
+
+    const now = Date.now();
+    let w = this.rate.get(client);
+    if (!w || now >= w.resetAt) {
+      w = { resetAt: now + 1000, count: 0 };
+      this.rate.set(client, w);
+    }
+    w.count++;
+    if (w.count > limits.maxMessagesPerSecond * 3) {
+      client.leave(HavenCloseCode.RATE_LIMITED, "RATE_LIMITED");
+      return;
+    }
+    if (w.count > limits.maxMessagesPerSecond) {
+      this.answer(client, frame, new HavenError("RATE_LIMITED", `at most ${limits.maxMessagesPerSecond} messages per second`));
+      return;
+    }
+    if (frame.error) {
+      this.answer(client, frame, frame.error);
+      return;
+    }
+    const handler = Object.hasOwn(this.handlers, frame.type!) ? this.handlers[frame.type!] : undefined;
+    if (!handler) {
+      this.answer(client, frame, new HavenError("UNKNOWN_MESSAGE", `unknown message "${frame.type}"`));
+      return;
+    }
+    let result: unknown;
+    try {
+      if (!handler.roles.includes(client.auth.role)) {
+        throw new HavenError("FORBIDDEN", `a ${client.auth.role} may not send "${frame.type}"`);
+      }
+      const payload = validate(handler.schema, frame.payload);
+      result = handler.run.call(this, client, payload);
+    } catch (error) {
+      this.answer(client, frame, error);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then((value) => this.answer(client, frame, undefined, value), (error) => this.answer(client, frame, error));
+    } else {
+      this.answer(client, frame, undefined, result);
+    }
+  }
+
+  /** Replies to a request with its outcome; a failed plain send gets an "error" message. */
+  private answer(client: HavenClient, frame: DecodedFrame, error?: unknown, value?: unknown): void {
+    if (error !== undefined && !(error instanceof HavenError)) {
+      services().log.error({ err: error, room: this.roomName, roomId: this.roomId, type: frame.type }, "message handler failed");
+    }
+    if (client.state === ClientState.LEAVING) return;
+    const wire = error === undefined ? undefined : toWireError(error);
+    if (frame.kind === "request" && frame.requestId !== undefined) {
+      const bytes = wire === undefined
+        ? getMessageBytes[Protocol.ROOM_RESPONSE](frame.requestId, ResponseStatus.OK, value ?? { ok: true })
+        : getMessageBytes[Protocol.ROOM_RESPONSE](frame.requestId, ResponseStatus.REJECTED, wire);
+      client.enqueueRaw(bytes);
+    } else if (wire !== undefined) {
+      client.send("error", { ...wire, type: frame.type ?? null });
+    }
+  }
+}
+
+/** A join refusal: the SDK sees `code` as the numeric error and the stable code first in the message. */
+export function refuse(closeCode: number, code: string, message: string): ServerError {
+  return new ServerError(closeCode, `${code}: ${message}`);
+}

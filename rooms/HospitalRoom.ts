@@ -1,0 +1,112 @@
+import { type AuthContext, matchMaker } from "@colyseus/core";
+import type { Principal } from "../src/auth/tokens.ts";
+import { HavenError } from "../src/protocol/errors.ts";
+import { HavenCloseCode } from "../src/protocol/close-codes.ts";
+import { services } from "../src/services.ts";
+import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
+import { ReadinessItem } from "./schema/common.ts";
+import { HospitalState, Incoming } from "./schema/HospitalState.ts";
+import type { CallResult } from "./EmergencyRoom.ts";
+
+const STAFF = ["hospital_staff", "hospital_admin"] as const;
+/** A handed-over or cancelled emergency stays on the wallboard this long. */
+const KEEP_FINISHED_MS = 10 * 60_000;
+
+/**
+ * A hospital's wallboard: every emergency on its way here with live ETA, priority, readiness and
+ * the handover summary. Staff acknowledge or decline, tick readiness items, update capacity and
+ * confirm handover; those actions are carried out by the emergency's own room actor.
+ */
+export class HospitalRoom extends HavenRoom<HospitalState> {
+  autoDispose = false;
+  private hospitalId = "";
+
+  protected readonly handlers: Record<string, MessageHandler<HospitalRoom>> = {
+    acknowledge: { schema: "hospitalAck", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalAcknowledge", [c.auth, p.idempotencyKey]); } },
+    decline: { schema: "hospitalDecline", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalDecline", [c.auth, p.reason, p.idempotencyKey]); } },
+    readiness: { schema: "readiness", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalReadiness", [c.auth, { key: p.key, label: p.label, ready: p.ready }, p.idempotencyKey]); } },
+    handover: { schema: "handover", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalHandover", [c.auth, p.notes, p.idempotencyKey]); } },
+    capacity: { schema: "capacity", roles: STAFF, run(_c, p) { return this.setCapacity(p); } },
+  };
+
+  /** Fires once per hospital, at server start. */
+  onCreate(options: { hospitalId: string }): void {
+    const h = services().hospitals.get(options.hospitalId);
+    if (!h) throw new Error(`unknown hospital ${options.hospitalId}`);
+    this.hospitalId = h.id;
+    this.roomId = `hospital-${h.id}`;
+    const state = new HospitalState();
+    Object.assign(state, { id: h.id, name: h.name, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
+    this.setState(state);
+  }
+
+  /** Fires for every socket join: only this hospital's staff may watch its wallboard. */
+  async onAuth(_client: HavenClient, _options: unknown, context: AuthContext): Promise<Principal> {
+    const principal = await this.authenticate(context);
+    if (!(STAFF as readonly string[]).includes(principal.role) || principal.hospitalId !== this.hospitalId) {
+      throw refuse(HavenCloseCode.FORBIDDEN, "NOT_ENTITLED", "only this hospital's staff may join its wallboard");
+    }
+    return principal;
+  }
+
+  /** Fires when a wallboard's socket drops: its seat is held for the reconnect window. */
+  async onDrop(client: HavenClient): Promise<void> {
+    try {
+      await this.allowReconnection(client, services().config.reconnectWindowSeconds);
+    } catch {
+      // window passed
+    }
+  }
+
+  private async forward(emergencyId: string, method: string, args: unknown[]): Promise<Record<string, unknown>> {
+    if (!this.state.incoming.has(emergencyId)) throw new HavenError("EMERGENCY_NOT_FOUND", "no such incoming emergency");
+    let result: CallResult;
+    try {
+      result = await matchMaker.remoteRoomCall(emergencyId, method, [this.hospitalId, ...args]) as CallResult;
+    } catch {
+      throw new HavenError("UNAVAILABLE", "the emergency could not be reached; retry");
+    }
+    if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);
+    return result;
+  }
+
+  /** Capacity from the wallboard or `POST /api/hospitals/{id}/availability`. */
+  setCapacity(c: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): { ok: true } {
+    const h = services().hospitals.updateAvailability(this.hospitalId, c);
+    if (h) Object.assign(this.state, { emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
+    return { ok: true };
+  }
+
+  /** Emergency room → here: the latest picture of an emergency bound for this hospital. */
+  upsertIncoming(s: {
+    emergencyId: string; priority: string; status: string; hospitalStatus: string; notifiedAt: number; acknowledgedAt: number;
+    etaSeconds: number; handoverSummary: string; score: number; distanceScore: number; capacityScore: number; specialtyScore: number;
+    readiness: { key: string; label: string; ready: boolean; updatedAt: number }[]; handedOverAt: number;
+  }): { ok: true } {
+    if (s.hospitalStatus === "declined" || s.hospitalStatus === "withdrawn") {
+      this.state.incoming.delete(s.emergencyId);
+      return { ok: true };
+    }
+    let inc = this.state.incoming.get(s.emergencyId);
+    if (!inc) {
+      inc = new Incoming();
+      inc.emergencyId = s.emergencyId;
+      this.state.incoming.set(s.emergencyId, inc);
+    }
+    const { readiness, ...fields } = s;
+    Object.assign(inc, fields, { updatedAt: Date.now() });
+    for (const r of readiness) {
+      let item = inc.readiness.get(r.key);
+      if (!item) { item = new ReadinessItem(); inc.readiness.set(r.key, item); }
+      Object.assign(item, r);
+    }
+    for (const key of [...inc.readiness.keys()]) if (!readiness.some((r) => r.key === key)) inc.readiness.delete(key);
+    if (s.hospitalStatus === "handed_over" || s.hospitalStatus === "cancelled") {
+      this.clock.setTimeout(() => {
+        const e = this.state.incoming.get(s.emergencyId);
+        if (e && (e.hospitalStatus === "handed_over" || e.hospitalStatus === "cancelled")) this.state.incoming.delete(s.emergencyId);
+      }, s.hospitalStatus === "cancelled" ? 60_000 : KEEP_FINISHED_MS);
+    }
+    return { ok: true };
+  }
+}

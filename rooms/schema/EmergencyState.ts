@@ -1,0 +1,104 @@
+import { schema, t, type SchemaType } from "@colyseus/schema";
+import { Party, ReadinessItem } from "./common.ts";
+
+/** Vital signs as the responder recorded them. */
+export const Signs = schema({
+  heartRate: t.int16().default(-1),
+  respiratoryRate: t.int16().default(-1),
+  systolic: t.int16().default(-1),
+  diastolic: t.int16().default(-1),
+  spo2: t.int16().default(-1),
+  temperature: t.float32().default(-1),
+  gcs: t.int16().default(-1),
+  avpu: t.string().default(""),
+}, "Signs");
+export type Signs = SchemaType<typeof Signs>;
+
+/**
+ * Medical details (ATMIST assessment). Tagged `.view()` on the state: only clients whose
+ * StateView holds it — the assigned responders and the receiving hospital — ever receive it.
+ */
+export const Medical = schema({
+  assessed: t.boolean().default(false),
+  age: t.int16().default(-1),
+  timeOfIncident: t.float64().default(0),
+  mechanism: t.string().default(""),
+  injuries: t.array("string"),
+  signs: Signs,
+  treatment: t.array("string"),
+  suspected: t.array("string"),
+  assessedBy: t.string().default(""),
+  assessedAt: t.float64().default(0),
+}, "Medical");
+export type Medical = SchemaType<typeof Medical>;
+
+/** The receiving hospital, why it was chosen, and how ready it is. */
+export const HospitalLink = schema({
+  id: t.string().default(""),
+  name: t.string().default(""),
+  lat: t.float64(),
+  lng: t.float64(),
+  /** none | notified | acknowledged */
+  status: t.string().default("none"),
+  notifiedAt: t.float64().default(0),
+  acknowledgedAt: t.float64().default(0),
+  alerts: t.uint16().default(0),
+  etaSeconds: t.int32().default(-1),
+  score: t.float32(),
+  distanceScore: t.float32(),
+  capacityScore: t.float32(),
+  specialtyScore: t.float32(),
+  distanceM: t.uint32(),
+  readiness: t.map(ReadinessItem),
+  /** Hospitals that declined or did not acknowledge in time, in order. */
+  passedOver: t.array("string"),
+}, "HospitalLink");
+export type HospitalLink = SchemaType<typeof HospitalLink>;
+
+/** The EMS intervals (NEMSIS v3 eTimes); 0 until the moment happens. Epoch milliseconds. */
+export const Times = schema({
+  callReceivedAt: t.float64().default(0),     // eTimes.01
+  responderNotifiedAt: t.float64().default(0), // eTimes.03
+  enRouteAt: t.float64().default(0),          // eTimes.05
+  onSceneAt: t.float64().default(0),          // eTimes.06
+  leftSceneAt: t.float64().default(0),        // eTimes.09
+  atHospitalAt: t.float64().default(0),       // eTimes.11
+  handedOverAt: t.float64().default(0),       // eTimes.12
+}, "Times");
+export type Times = SchemaType<typeof Times>;
+
+export const TimelineEvent = schema({
+  seq: t.uint32(),
+  type: t.string(),
+  at: t.float64(),
+  actor: t.string(),
+  detail: t.string().default(""),
+}, "TimelineEvent");
+export type TimelineEvent = SchemaType<typeof TimelineEvent>;
+
+export const Dispatch = schema({
+  firstAiderRadiusM: t.uint32().default(0),
+  ambulanceRadiusM: t.uint32().default(0),
+  offersOut: t.uint8().default(0),
+  searching: t.boolean().default(false),
+}, "Dispatch");
+export type Dispatch = SchemaType<typeof Dispatch>;
+
+export const EmergencyState = schema({
+  id: t.string(),
+  /** alerted | dispatched | on_scene | transporting | at_hospital | handed_over | cancelled */
+  status: t.string().default("alerted"),
+  /** critical | high | medium */
+  priority: t.string().default("high"),
+  bypass: t.boolean().default(false),
+  createdAt: t.float64(),
+  patient: Party,
+  firstAiders: t.map(Party),
+  ambulance: t.map(Party),
+  hospital: HospitalLink,
+  times: Times,
+  dispatch: Dispatch,
+  timeline: t.array(TimelineEvent),
+  medical: t.ref(Medical).view(),
+}, "EmergencyState");
+export type EmergencyState = SchemaType<typeof EmergencyState>;

@@ -1,0 +1,111 @@
+import { randomUUID } from "node:crypto";
+import { PublicProtocol } from "paseto";
+import {
+  ExportSecretKeyFactory, GenerateKeyPairFactory, GetPublicKeyFactory, ImportSecretKeyFactory, SignFactory, VerifyFactory,
+} from "paseto/v4/public";
+import { HavenError } from "../protocol/errors.ts";
+
+export const ROLES = ["patient", "first_aider", "ambulance_crew", "hospital_staff", "hospital_admin", "ops_admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What a verified access token says about its bearer. */
+export interface Principal {
+  /** User id, or `bypass:<uuid>` for an emergency-bypass bearer. */
+  sub: string;
+  role: Role;
+  /** Hospital of hospital_staff / hospital_admin. */
+  hospitalId?: string;
+  /** Set on emergency-bypass tokens: good for raising and following one emergency only. */
+  bypass?: true;
+  jti: string;
+}
+
+const v4 = new PublicProtocol(
+  GenerateKeyPairFactory, SignFactory, VerifyFactory, ImportSecretKeyFactory, ExportSecretKeyFactory, GetPublicKeyFactory,
+);
+
+type SecretKey = Awaited<ReturnType<typeof v4.ImportSecretKey>>;
+type PublicKey = Awaited<ReturnType<typeof v4.GetPublicKey>>;
+
+const AUDIENCE = "haven";
+const CLOCK_TOLERANCE_SECONDS = 5;
+
+/**
+ * PASETO v4.public (Ed25519) access tokens. The implicit assertion binds every token to this
+ * service and environment, so a token minted elsewhere does not verify here even with the same key.
+ */
+export class TokenService {
+  readonly ephemeral: boolean;
+  private readonly secretKey: SecretKey;
+  private readonly publicKey: PublicKey;
+  private readonly issuer: string;
+  private readonly accessTtlSeconds: number;
+  private readonly assertion: Uint8Array;
+  private readonly footer: Uint8Array;
+
+  private constructor(o: { secretKey: SecretKey; publicKey: PublicKey; issuer: string; accessTtlSeconds: number; environment: string; ephemeral: boolean; keyId: string }) {
+    this.secretKey = o.secretKey;
+    this.publicKey = o.publicKey;
+    this.issuer = o.issuer;
+    this.accessTtlSeconds = o.accessTtlSeconds;
+    this.ephemeral = o.ephemeral;
+    this.assertion = new TextEncoder().encode(`haven:ws:v1:${o.environment}`);
+    this.footer = new TextEncoder().encode(JSON.stringify({ kid: o.keyId }));
+  }
+
+  static async create(o: { secretKey?: string; issuer: string; accessTtlSeconds: number; environment: string }): Promise<TokenService> {
+    const ephemeral = o.secretKey === undefined;
+    const secretKey = ephemeral
+      ? (await v4.GenerateKeyPair()).secretKey
+      : await v4.ImportSecretKey(o.secretKey as `k4.secret.${string}`);
+    const publicKey = await v4.GetPublicKey(secretKey);
+    return new TokenService({ secretKey, publicKey, issuer: o.issuer, accessTtlSeconds: o.accessTtlSeconds, environment: o.environment, ephemeral, keyId: "k1" });
+  }
+
+  /** A fresh PASERK k4.secret, for operators setting HAVEN_TOKEN_SECRET_KEY. */
+  static async generateSecretKey(): Promise<string> {
+    const { secretKey } = await v4.GenerateKeyPair({ extractable: true });
+    return String(await v4.ExportSecretKey(secretKey));
+  }
+
+  async issue(p: Omit<Principal, "jti">, ttlSeconds = this.accessTtlSeconds): Promise<{ token: string; expiresAt: number; jti: string }> {
+    const jti = randomUUID();
+    const claims: Record<string, unknown> = { sub: p.sub, role: p.role, aud: AUDIENCE, iss: this.issuer, jti };
+    if (p.hospitalId !== undefined) claims.hid = p.hospitalId;
+    if (p.bypass) claims.bypass = true;
+    const ttl = Math.min(ttlSeconds, this.accessTtlSeconds);
+    const token = await v4.Sign(this.secretKey, claims as never, { expiresIn: ttl, implicitAssertion: this.assertion, footer: this.footer });
+    return { token, expiresAt: Date.now() + ttl * 1000, jti };
+  }
+
+  /** Verifies signature, audience, issuer, expiry and age; throws TOKEN_INVALID or TOKEN_EXPIRED. */
+  async verify(token: unknown): Promise<Principal> {
+    if (typeof token !== "string" || token.length === 0 || token.length > 2048) {
+      throw new HavenError("UNAUTHENTICATED", "a bearer token is required");
+    }
+    let claims: Record<string, unknown>;
+    try {
+      ({ claims } = await v4.Verify(this.publicKey, token, {
+        audience: AUDIENCE,
+        issuer: this.issuer,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        maxTokenAge: this.accessTtlSeconds + CLOCK_TOLERANCE_SECONDS,
+        implicitAssertion: this.assertion,
+        footer: this.footer,
+        requiredClaims: ["sub", "role", "jti", "exp", "iat"],
+      }) as { claims: Record<string, unknown> });
+    } catch (error) {
+      const message = (error as Error).message ?? "";
+      if (/expired|too old|max.*age/i.test(message)) throw new HavenError("TOKEN_EXPIRED", "the token has expired; refresh it");
+      throw new HavenError("TOKEN_INVALID", "the token is not valid");
+    }
+    const role = claims.role as Role;
+    if (typeof claims.sub !== "string" || !ROLES.includes(role) || typeof claims.jti !== "string") {
+      throw new HavenError("TOKEN_INVALID", "the token is not valid");
+    }
+    const principal: Principal = { sub: claims.sub, role, jti: claims.jti };
+    if (typeof claims.hid === "string") principal.hospitalId = claims.hid;
+    if (claims.bypass === true) principal.bypass = true;
+    return principal;
+  }
+}

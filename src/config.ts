@@ -1,0 +1,205 @@
+/**
+ * Every setting Haven reads from the environment, with its default and a one-line doc, in one
+ * place. `loadConfig()` checks them all at start: a bad value throws a ConfigError that names the
+ * variable, and `main.ts` turns it into a non-zero exit.
+ */
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function num(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) throw new ConfigError(name, `expected a number, got ${JSON.stringify(raw)}`);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
+}
+
+function str(env: Env, name: string, fallback: string | undefined): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw === "" ? fallback : raw;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+export type TransportChoice = "auto" | "uws" | "ws";
+
+export interface DispatchRoleConfig {
+  /** How many offers are out at once. */
+  offers: number;
+  /** First search radius where the alert lies in an urban area. */
+  urbanRadiusM: number;
+  /** First search radius elsewhere. */
+  ruralRadiusM: number;
+  /** The radius never widens past this. */
+  maxRadiusM: number;
+}
+
+export interface Config {
+  env: "development" | "production" | "test";
+  port: number;
+  host: string;
+  transport: TransportChoice;
+  logLevel: string;
+  /** Allowed browser origins for CORS; empty means no cross-origin browser access. */
+  corsOrigins: string[];
+  /** Trust X-Forwarded-For / X-Real-IP (only behind a proxy that overwrites them). */
+  trustProxy: boolean;
+
+  tokens: {
+    /** PASERK k4.secret; absent in development means an ephemeral key is generated. */
+    secretKey?: string;
+    issuer: string;
+    accessTtlSeconds: number;
+    refreshTtlSeconds: number;
+    bypassTtlSeconds: number;
+  };
+  bootstrapOps?: { email: string; password: string };
+
+  limits: {
+    maxFrameBytes: number;
+    maxHttpBodyBytes: number;
+    maxMessagesPerSecond: number;
+    maxBackpressureBytes: number;
+    bypassPerHourPerAddress: number;
+    loginPerMinutePerAddress: number;
+  };
+
+  dispatch: {
+    firstAider: DispatchRoleConfig;
+    ambulance: DispatchRoleConfig;
+    offerTimeoutMs: number;
+    /** How long a widened search waits before widening again when nobody is found. */
+    widenIntervalMs: number;
+  };
+
+  hospitals: {
+    file: string;
+    ackTimeoutMs: number;
+    realertIntervalMs: number;
+    /** Beyond this distance a hospital scores zero for distance. */
+    maxDistanceM: number;
+  };
+
+  eta: { speedKmh: number };
+  urbanAreasFile: string;
+  /** A reconnecting party keeps its seat this long after its socket drops. */
+  reconnectWindowSeconds: number;
+  /** The timeline held in room state keeps this many newest events. */
+  timelineLength: number;
+  /** After handover or cancel, parties see the final state this long before the room closes. */
+  closeGraceMs: number;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = oneOf(env, "HAVEN_ENV", "development", ["development", "production", "test"] as const);
+
+  const bootstrapEmail = str(env, "HAVEN_BOOTSTRAP_OPS_EMAIL", undefined);
+  const bootstrapPassword = str(env, "HAVEN_BOOTSTRAP_OPS_PASSWORD", undefined);
+  if ((bootstrapEmail === undefined) !== (bootstrapPassword === undefined)) {
+    throw new ConfigError(
+      bootstrapEmail === undefined ? "HAVEN_BOOTSTRAP_OPS_EMAIL" : "HAVEN_BOOTSTRAP_OPS_PASSWORD",
+      "HAVEN_BOOTSTRAP_OPS_EMAIL and HAVEN_BOOTSTRAP_OPS_PASSWORD go together",
+    );
+  }
+  if (bootstrapPassword !== undefined && bootstrapPassword.length < 12) {
+    throw new ConfigError("HAVEN_BOOTSTRAP_OPS_PASSWORD", "must be at least 12 characters");
+  }
+
+  const secretKey = str(env, "HAVEN_TOKEN_SECRET_KEY", undefined);
+  if (secretKey !== undefined && !secretKey.startsWith("k4.secret.")) {
+    throw new ConfigError("HAVEN_TOKEN_SECRET_KEY", "must be a PASERK k4.secret key");
+  }
+  if (secretKey === undefined && nodeEnv === "production") {
+    throw new ConfigError("HAVEN_TOKEN_SECRET_KEY", "is required when HAVEN_ENV=production");
+  }
+
+  const role = (prefix: string, d: DispatchRoleConfig): DispatchRoleConfig => {
+    const c = {
+      offers: int(env, `${prefix}_OFFERS`, d.offers, 1, 20),
+      urbanRadiusM: int(env, `${prefix}_URBAN_RADIUS_M`, d.urbanRadiusM, 50, 200_000),
+      ruralRadiusM: int(env, `${prefix}_RURAL_RADIUS_M`, d.ruralRadiusM, 50, 200_000),
+      maxRadiusM: int(env, `${prefix}_MAX_RADIUS_M`, d.maxRadiusM, 50, 500_000),
+    };
+    if (c.maxRadiusM < Math.max(c.urbanRadiusM, c.ruralRadiusM)) {
+      throw new ConfigError(`${prefix}_MAX_RADIUS_M`, "must not be smaller than the urban and rural radii");
+    }
+    return c;
+  };
+
+  return {
+    env: nodeEnv,
+    port: int(env, "PORT", 2567, 0, 65535),
+    host: str(env, "HOST", "0.0.0.0")!,
+    transport: oneOf(env, "HAVEN_TRANSPORT", "auto", ["auto", "uws", "ws"] as const),
+    logLevel: oneOf(env, "LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const),
+    corsOrigins: (str(env, "HAVEN_CORS_ORIGINS", "") ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    trustProxy: bool(env, "HAVEN_TRUST_PROXY", false),
+    tokens: {
+      secretKey,
+      issuer: str(env, "HAVEN_TOKEN_ISSUER", "haven")!,
+      accessTtlSeconds: int(env, "HAVEN_ACCESS_TOKEN_TTL_SECONDS", 900, 30, 900),
+      refreshTtlSeconds: int(env, "HAVEN_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, 300, 90 * 24 * 3600),
+      bypassTtlSeconds: int(env, "HAVEN_BYPASS_TOKEN_TTL_SECONDS", 900, 60, 900),
+    },
+    bootstrapOps: bootstrapEmail && bootstrapPassword ? { email: bootstrapEmail, password: bootstrapPassword } : undefined,
+    limits: {
+      maxFrameBytes: int(env, "HAVEN_MAX_FRAME_BYTES", 8192, 512, 1024 * 1024),
+      maxHttpBodyBytes: int(env, "HAVEN_MAX_HTTP_BODY_BYTES", 16384, 512, 1024 * 1024),
+      maxMessagesPerSecond: int(env, "HAVEN_MAX_MESSAGES_PER_SECOND", 20, 1, 1000),
+      maxBackpressureBytes: int(env, "HAVEN_MAX_BACKPRESSURE_BYTES", 256 * 1024, 4096, 64 * 1024 * 1024),
+      bypassPerHourPerAddress: int(env, "HAVEN_BYPASS_PER_HOUR_PER_ADDRESS", 3, 1, 10_000),
+      loginPerMinutePerAddress: int(env, "HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS", 20, 1, 100_000),
+    },
+    dispatch: {
+      firstAider: role("HAVEN_DISPATCH_FIRST_AIDER", { offers: 3, urbanRadiusM: 500, ruralRadiusM: 1000, maxRadiusM: 8000 }),
+      ambulance: role("HAVEN_DISPATCH_AMBULANCE", { offers: 1, urbanRadiusM: 5000, ruralRadiusM: 15000, maxRadiusM: 80000 }),
+      offerTimeoutMs: int(env, "HAVEN_OFFER_TIMEOUT_MS", 30_000, 100, 600_000),
+      widenIntervalMs: int(env, "HAVEN_DISPATCH_WIDEN_INTERVAL_MS", 10_000, 50, 600_000),
+    },
+    hospitals: {
+      file: str(env, "HAVEN_HOSPITALS_FILE", new URL("../data/hospitals.json", import.meta.url).pathname)!,
+      ackTimeoutMs: int(env, "HAVEN_HOSPITAL_ACK_TIMEOUT_MS", 120_000, 100, 3_600_000),
+      realertIntervalMs: int(env, "HAVEN_HOSPITAL_REALERT_INTERVAL_MS", 30_000, 50, 3_600_000),
+      maxDistanceM: int(env, "HAVEN_HOSPITAL_MAX_DISTANCE_M", 40_000, 1000, 1_000_000),
+    },
+    eta: { speedKmh: num(env, "HAVEN_ETA_SPEED_KMH", 40, 1, 300) },
+    urbanAreasFile: str(env, "HAVEN_URBAN_AREAS_FILE", new URL("../data/urban-areas.json", import.meta.url).pathname)!,
+    reconnectWindowSeconds: int(env, "HAVEN_RECONNECT_WINDOW_SECONDS", 60, 0, 3600),
+    timelineLength: int(env, "HAVEN_TIMELINE_LENGTH", 64, 8, 1024),
+    closeGraceMs: int(env, "HAVEN_CLOSE_GRACE_MS", 10_000, 0, 600_000),
+  };
+}

@@ -1,0 +1,85 @@
+import { randomUUID } from "node:crypto";
+import { matchMaker } from "@colyseus/core";
+import type { Principal } from "../auth/tokens.ts";
+import { HavenError } from "../protocol/errors.ts";
+import type { EmergencyCreateOptions } from "../../rooms/EmergencyRoom.ts";
+
+export interface EmergencyRecord {
+  id: string;
+  patientId: string;
+  bypass: boolean;
+  createdAt: number;
+  status: "active" | "handed_over" | "cancelled";
+}
+
+export interface AlertInput {
+  lat: number;
+  lng: number;
+  accuracy?: number;
+  priority?: "critical" | "high" | "medium";
+  note?: string;
+}
+
+/**
+ * Which emergencies exist and whose they are. It keeps the rule of one active emergency per
+ * patient (a second alert returns the first) and the rule that an emergency-bypass token raises
+ * one emergency only. The room actor itself is created here, never by a client.
+ */
+export class EmergencyRegistry {
+  private readonly byId = new Map<string, EmergencyRecord>();
+  /** patient → id of the active emergency, or the promise of one being created. */
+  private readonly active = new Map<string, Promise<EmergencyRecord>>();
+  /** bypass subject → the one emergency it raised. */
+  private readonly bypassUsed = new Map<string, string>();
+
+  get(id: string): EmergencyRecord | undefined {
+    return this.byId.get(id);
+  }
+
+  activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Raises an alert, or returns the patient's active emergency (`created: false`). */
+  async raise(p: Principal, patientName: string, alert: AlertInput): Promise<{ emergency: EmergencyRecord; created: boolean }> {
+    if (p.role !== "patient") throw new HavenError("FORBIDDEN", "only a patient (or an emergency-bypass bearer) raises an alert");
+    const pending = this.active.get(p.sub);
+    if (pending) return { emergency: await pending, created: false };
+    if (p.bypass && this.bypassUsed.has(p.sub)) {
+      throw new HavenError("BYPASS_USED", "this emergency-bypass token has already raised its emergency");
+    }
+
+    const id = randomUUID();
+    const record: EmergencyRecord = { id, patientId: p.sub, bypass: p.bypass === true, createdAt: Date.now(), status: "active" };
+    const options: EmergencyCreateOptions = {
+      emergencyId: id, patientId: p.sub, patientName, bypass: record.bypass,
+      lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority, note: alert.note,
+    };
+    const creating = matchMaker.createRoom("emergency", options).then(() => {
+      this.byId.set(id, record);
+      return record;
+    });
+    this.active.set(p.sub, creating);
+    if (p.bypass) this.bypassUsed.set(p.sub, id);
+    try {
+      return { emergency: await creating, created: true };
+    } catch (error) {
+      this.active.delete(p.sub);
+      if (p.bypass) this.bypassUsed.delete(p.sub);
+      throw new HavenError("UNAVAILABLE", "the emergency could not be started; retry", { cause: String((error as Error).message) });
+    }
+  }
+
+  /** The emergency ended: the patient may raise a new one. */
+  closed(id: string, status: string): void {
+    const r = this.byId.get(id);
+    if (!r) return;
+    r.status = status === "cancelled" ? "cancelled" : "handed_over";
+    this.active.delete(r.patientId);
+  }
+
+  disposed(id: string): void {
+    const r = this.byId.get(id);
+    if (r && r.status === "active") this.closed(id, "cancelled");
+  }
+}

@@ -1,0 +1,88 @@
+import { readFileSync } from "node:fs";
+import FastestValidator from "fastest-validator";
+
+// CommonJS package: at run time the default import is the class itself.
+const Validator = FastestValidator as unknown as typeof FastestValidator.default;
+import { SPECIALTIES } from "../protocol/validate.ts";
+import { distanceM, type LatLng } from "./geo.ts";
+
+export type Specialty = (typeof SPECIALTIES)[number];
+
+export interface Hospital extends LatLng {
+  id: string;
+  name: string;
+  specialties: Specialty[];
+  emergencyBeds: number;
+  icuBeds: number;
+  accepting: boolean;
+  updatedAt: number;
+}
+
+const fileSchema = {
+  $$root: true,
+  type: "array", min: 1, max: 10_000,
+  items: {
+    type: "object", strict: true,
+    props: {
+      id: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ },
+      name: { type: "string", min: 1, max: 200 },
+      lat: { type: "number", min: -90, max: 90 },
+      lng: { type: "number", min: -180, max: 180 },
+      specialties: { type: "array", max: SPECIALTIES.length, items: { type: "enum", values: SPECIALTIES } },
+      emergencyBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+      icuBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+      accepting: { type: "boolean" },
+    },
+  },
+} as const;
+const checkFile = new Validator().compile(fileSchema as never);
+
+/** The hospitals Haven can route to, with their live capacity. */
+export class HospitalDirectory {
+  private readonly byId = new Map<string, Hospital>();
+
+  constructor(hospitals: Omit<Hospital, "updatedAt">[]) {
+    const now = Date.now();
+    for (const h of hospitals) this.byId.set(h.id, { ...h, specialties: [...h.specialties], updatedAt: now });
+  }
+
+  static fromFile(path: string): HospitalDirectory {
+    let data: unknown;
+    try {
+      data = JSON.parse(readFileSync(path, "utf8"));
+    } catch (error) {
+      throw new Error(`cannot read hospitals from ${path}: ${(error as Error).message}`);
+    }
+    const result = checkFile(data);
+    if (result !== true) {
+      throw new Error(`hospitals file ${path} is not valid: ${(result as { message: string }[]).map((e) => e.message).join("; ")}`);
+    }
+    return new HospitalDirectory(data as Omit<Hospital, "updatedAt">[]);
+  }
+
+  get(id: string): Hospital | undefined {
+    return this.byId.get(id);
+  }
+
+  all(): Hospital[] {
+    return [...this.byId.values()];
+  }
+
+  nearby(point: LatLng, radiusM: number, limit: number): (Hospital & { distanceM: number })[] {
+    return this.all()
+      .map((h) => ({ ...h, distanceM: Math.round(distanceM(point, h)) }))
+      .filter((h) => h.distanceM <= radiusM)
+      .sort((a, b) => a.distanceM - b.distanceM)
+      .slice(0, limit);
+  }
+
+  updateAvailability(id: string, update: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): Hospital | undefined {
+    const h = this.byId.get(id);
+    if (!h) return undefined;
+    h.emergencyBeds = update.emergencyBeds;
+    if (update.icuBeds !== undefined) h.icuBeds = update.icuBeds;
+    h.accepting = update.accepting;
+    h.updatedAt = Date.now();
+    return h;
+  }
+}

@@ -1,0 +1,29 @@
+import { matchMaker } from "@colyseus/core";
+import { services } from "../services.ts";
+
+/** Prometheus text exposition of what an operator watches first. */
+export function metricsText(transport: string): string {
+  const s = services();
+  const mem = process.memoryUsage();
+  const lines = [
+    "# HELP haven_info Build and transport of this node.",
+    "# TYPE haven_info gauge",
+    `haven_info{transport="${transport}"} 1`,
+    "# HELP haven_rooms Room actors on this node.",
+    "# TYPE haven_rooms gauge",
+    `haven_rooms ${matchMaker.stats.local.roomCount}`,
+    "# HELP haven_clients Connected sockets on this node.",
+    "# TYPE haven_clients gauge",
+    `haven_clients ${matchMaker.stats.local.ccu}`,
+    "# HELP haven_emergencies_active Emergencies not yet handed over or cancelled.",
+    "# TYPE haven_emergencies_active gauge",
+    `haven_emergencies_active ${s.emergencies.activeCount()}`,
+    "# HELP haven_process_resident_memory_bytes Resident set size.",
+    "# TYPE haven_process_resident_memory_bytes gauge",
+    `haven_process_resident_memory_bytes ${mem.rss}`,
+    "# HELP haven_process_heap_used_bytes V8 heap in use.",
+    "# TYPE haven_process_heap_used_bytes gauge",
+    `haven_process_heap_used_bytes ${mem.heapUsed}`,
+  ];
+  return lines.join("\n") + "\n";
+}

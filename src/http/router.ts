@@ -1,0 +1,133 @@
+import { HavenError, toWireError } from "../protocol/errors.ts";
+
+/**
+ * Haven's HTTP surface, independent of the transport: the uWebSockets.js and node:http adapters
+ * (adapters.ts) turn a request into an `HttpRequest` with its body already read under the size
+ * cap, and write the `HttpResponse` back.
+ */
+export interface HttpRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  body?: Buffer;
+  ip: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body?: unknown;
+  /** Sent as is (text/plain unless a content-type header says otherwise). */
+  text?: string;
+}
+
+export type RouteHandler = (req: HttpRequest, params: Record<string, string>) => Promise<HttpResponse> | HttpResponse;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  keys: string[];
+  handler: RouteHandler;
+}
+
+export class Router {
+  private readonly routes: Route[] = [];
+  private readonly corsOrigins: Set<string>;
+
+  constructor(corsOrigins: readonly string[]) {
+    this.corsOrigins = new Set(corsOrigins);
+  }
+
+  /** `path` segments written `:name` match one URL segment of [A-Za-z0-9_-]. */
+  on(method: string, path: string, handler: RouteHandler): this {
+    const keys: string[] = [];
+    const source = path.split("/").map((seg) => {
+      if (!seg.startsWith(":")) return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      keys.push(seg.slice(1));
+      return "([A-Za-z0-9_-]{1,128})";
+    }).join("/");
+    this.routes.push({ method, pattern: new RegExp(`^${source}$`), keys, handler });
+    return this;
+  }
+
+  async handle(req: HttpRequest): Promise<HttpResponse> {
+    const cors = this.corsHeaders(req);
+    if (req.method === "OPTIONS") {
+      return { status: 204, headers: cors };
+    }
+    let response: HttpResponse;
+    try {
+      response = await this.dispatch(req);
+    } catch (error) {
+      const wire = toWireError(error);
+      response = { status: error instanceof HavenError ? error.status : 500, body: wire };
+    }
+    response.headers = { ...cors, ...response.headers };
+    return response;
+  }
+
+  private async dispatch(req: HttpRequest): Promise<HttpResponse> {
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const m = route.pattern.exec(req.path);
+      if (!m) continue;
+      pathMatched = true;
+      if (route.method !== req.method && !(route.method === "GET" && req.method === "HEAD")) continue;
+      const params: Record<string, string> = Object.create(null);
+      route.keys.forEach((k, i) => { params[k] = m[i + 1]; });
+      return route.handler(req, params);
+    }
+    if (pathMatched) throw new HavenError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.path}`);
+    throw new HavenError("NOT_FOUND", "no such endpoint");
+  }
+
+  private corsHeaders(req: HttpRequest): Record<string, string> {
+    const origin = req.headers.origin;
+    if (!origin || !this.corsOrigins.has(origin)) return {};
+    return {
+      "access-control-allow-origin": origin,
+      "access-control-allow-methods": "GET,POST,PUT,DELETE,OPTIONS",
+      "access-control-allow-headers": "authorization,content-type",
+      "access-control-max-age": "600",
+      vary: "origin",
+    };
+  }
+}
+
+/** Parses a JSON body; a missing body is `{}`. Bodies must be application/json. */
+export function jsonBody(req: HttpRequest): unknown {
+  if (!req.body || req.body.length === 0) return {};
+  const type = req.headers["content-type"] ?? "";
+  if (!/^application\/json\b/i.test(type)) {
+    throw new HavenError("UNSUPPORTED_MEDIA_TYPE", "send the body as application/json");
+  }
+  try {
+    return JSON.parse(req.body.toString("utf8"));
+  } catch {
+    throw new HavenError("INVALID_PAYLOAD", "the body is not valid JSON");
+  }
+}
+
+export function bearer(req: HttpRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m?.[1];
+}
+
+export function serialize(res: HttpResponse): { status: number; headers: Record<string, string>; payload: Buffer } {
+  const headers: Record<string, string> = { "cache-control": "no-store", "x-content-type-options": "nosniff", ...res.headers };
+  let payload: Buffer;
+  if (res.text !== undefined) {
+    headers["content-type"] ??= "text/plain; charset=utf-8";
+    payload = Buffer.from(res.text);
+  } else if (res.body !== undefined) {
+    headers["content-type"] = "application/json; charset=utf-8";
+    payload = Buffer.from(JSON.stringify(res.body));
+  } else {
+    payload = Buffer.alloc(0);
+  }
+  return { status: res.status, headers, payload };
+}

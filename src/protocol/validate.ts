@@ -1,0 +1,186 @@
+import FastestValidator from "fastest-validator";
+
+// CommonJS package: at run time the default import is the class itself.
+const Validator = FastestValidator as unknown as typeof FastestValidator.default;
+import { HavenError } from "./errors.ts";
+
+/**
+ * Every socket message and HTTP body passes one of these compiled schemas before it touches
+ * state. The schemas are literals, compiled once at start and never built from data; every object
+ * is `$$strict`, every string and array has a `max`, and nothing is converted (conversion would
+ * mutate the input).
+ */
+
+const v = new Validator({ haltOnFirstError: false, useNewCustomCheckerFunction: true });
+
+const lat = { type: "number", min: -90, max: 90 } as const;
+const lng = { type: "number", min: -180, max: 180 } as const;
+const id = { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
+const idempotencyKey = { type: "string", min: 8, max: 64, pattern: /^[A-Za-z0-9_-]+$/, optional: true } as const;
+const shortText = (max: number, optional = true) => ({ type: "string", max, optional, trim: false }) as const;
+export const SPECIALTIES = ["trauma", "cardiac", "stroke", "pediatric", "maternity", "burns", "respiratory", "general"] as const;
+export const PRIORITIES = ["critical", "high", "medium"] as const;
+
+const position = {
+  $$strict: true,
+  lat, lng,
+  accuracy: { type: "number", min: 0, max: 100_000, optional: true },
+  heading: { type: "number", min: 0, max: 360, optional: true },
+  speed: { type: "number", min: 0, max: 150, optional: true },
+} as const;
+
+const signs = {
+  type: "object", strict: true, optional: true,
+  props: {
+    heartRate: { type: "number", integer: true, min: 0, max: 300, optional: true },
+    respiratoryRate: { type: "number", integer: true, min: 0, max: 80, optional: true },
+    systolic: { type: "number", integer: true, min: 0, max: 300, optional: true },
+    diastolic: { type: "number", integer: true, min: 0, max: 200, optional: true },
+    spo2: { type: "number", integer: true, min: 0, max: 100, optional: true },
+    temperature: { type: "number", min: 25, max: 45, optional: true },
+    gcs: { type: "number", integer: true, min: 3, max: 15, optional: true },
+    avpu: { type: "enum", values: ["alert", "voice", "pain", "unresponsive"], optional: true },
+  },
+} as const;
+
+const schemas = {
+  // ---- emergency room
+  position,
+  responderStatus: { $$strict: true, step: { type: "enum", values: ["en_route", "on_scene", "left_scene", "at_hospital"] }, idempotencyKey },
+  assessment: {
+    $$strict: true,
+    idempotencyKey,
+    age: { type: "number", integer: true, min: 0, max: 130, optional: true },
+    timeOfIncident: { type: "number", integer: true, min: 1_000_000_000_000, max: 9_999_999_999_999, optional: true },
+    mechanism: shortText(500, false),
+    injuries: { type: "array", max: 20, items: { type: "string", min: 1, max: 200 } },
+    signs,
+    treatment: { type: "array", max: 20, items: { type: "string", min: 1, max: 200 } },
+    priority: { type: "enum", values: PRIORITIES, optional: true },
+    suspected: { type: "array", max: SPECIALTIES.length, unique: true, items: { type: "enum", values: SPECIALTIES }, optional: true },
+  },
+  requestHospital: { $$strict: true, idempotencyKey },
+  cancel: { $$strict: true, reason: shortText(200), idempotencyKey },
+
+  // ---- duty room
+  availability: { $$strict: true, available: { type: "boolean" } },
+  acceptOffer: { $$strict: true, offerId: id },
+  declineOffer: { $$strict: true, offerId: id, reason: shortText(200) },
+
+  // ---- hospital room
+  hospitalAck: { $$strict: true, emergencyId: id, idempotencyKey },
+  hospitalDecline: { $$strict: true, emergencyId: id, reason: shortText(200, false), idempotencyKey },
+  readiness: {
+    $$strict: true,
+    emergencyId: id,
+    key: { type: "string", min: 1, max: 40, pattern: /^[a-z0-9_]+$/ },
+    label: shortText(80),
+    ready: { type: "boolean" },
+    idempotencyKey,
+  },
+  capacity: {
+    $$strict: true,
+    emergencyBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+    icuBeds: { type: "number", integer: true, min: 0, max: 10_000, optional: true },
+    accepting: { type: "boolean" },
+  },
+  handover: { $$strict: true, emergencyId: id, notes: shortText(1000), idempotencyKey },
+
+  // ---- HTTP bodies
+  register: {
+    $$strict: true,
+    email: { type: "email", max: 254 },
+    password: { type: "string", min: 12, max: 128 },
+    name: { type: "string", min: 1, max: 120 },
+    phone: { type: "string", max: 20, pattern: /^\+?[0-9]{7,15}$/, optional: true },
+    role: { type: "enum", values: ["patient", "first_aider", "ambulance_crew", "hospital_staff", "hospital_admin", "ops_admin"] },
+    hospitalId: { ...id, optional: true },
+  },
+  login: { $$strict: true, email: { type: "email", max: 254 }, password: { type: "string", min: 1, max: 128 } },
+  refresh: { $$strict: true, refreshToken: { type: "string", min: 20, max: 200 } },
+  logout: { $$strict: true, refreshToken: { type: "string", min: 20, max: 200 } },
+  bypass: {
+    $$strict: true,
+    deviceId: { type: "string", min: 8, max: 128, pattern: /^[A-Za-z0-9_.:-]+$/ },
+    phone: { type: "string", max: 20, pattern: /^\+?[0-9]{7,15}$/, optional: true },
+    name: shortText(120),
+  },
+  alert: {
+    $$strict: true,
+    lat, lng,
+    accuracy: { type: "number", min: 0, max: 100_000, optional: true },
+    priority: { type: "enum", values: PRIORITIES, optional: true },
+    note: shortText(500),
+    idempotencyKey,
+  },
+  location: position,
+  restCancel: { $$strict: true, reason: shortText(200), idempotencyKey },
+  availabilityUpdate: {
+    $$strict: true,
+    emergencyBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+    icuBeds: { type: "number", integer: true, min: 0, max: 10_000, optional: true },
+    accepting: { type: "boolean" },
+  },
+  dutyStart: { $$strict: true },
+  verifyResponder: { $$strict: true, verified: { type: "boolean" } },
+  joinOptions: { $$strict: true },
+} as const;
+
+export type SchemaName = keyof typeof schemas;
+
+type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
+const compiled = Object.fromEntries(
+  Object.entries(schemas).map(([name, schema]) => [name, v.compile(schema as never) as unknown as Check]),
+) as Record<SchemaName, Check>;
+
+const MAX_DEPTH = 6;
+const MAX_NODES = 512;
+
+/**
+ * True when `value` is built only of plain objects, arrays, strings, finite numbers, booleans
+ * and null — what JSON and a restricted msgpack decode can produce. Anything else (Set, Map,
+ * RegExp, Date, Error, typed arrays, cycles, class instances) is hostile here.
+ */
+export function isPlainData(value: unknown): boolean {
+  let nodes = 0;
+  const seen = new Set<object>();
+  const walk = (x: unknown, depth: number): boolean => {
+    if (++nodes > MAX_NODES || depth > MAX_DEPTH) return false;
+    if (x === null) return true;
+    switch (typeof x) {
+      case "string": case "boolean": return true;
+      case "number": return Number.isFinite(x);
+      case "object": {
+        if (seen.has(x)) return false;
+        seen.add(x);
+        if (Array.isArray(x)) {
+          if (Object.getPrototypeOf(x) !== Array.prototype) return false;
+          return x.every((item) => walk(item, depth + 1));
+        }
+        const proto = Object.getPrototypeOf(x);
+        if (proto !== Object.prototype && proto !== null) return false;
+        for (const key of Object.keys(x)) {
+          if (key === "__proto__" || key === "constructor" || key === "prototype") return false;
+          if (!walk((x as Record<string, unknown>)[key], depth + 1)) return false;
+        }
+        return Object.getOwnPropertySymbols(x).length === 0;
+      }
+      default: return false;
+    }
+  };
+  return walk(value, 0);
+}
+
+/** Validates `value` against a named schema; throws INVALID_PAYLOAD naming each bad field. */
+export function validate<T = Record<string, unknown>>(name: SchemaName, value: unknown): T {
+  if (value === undefined) value = {};
+  if (typeof value !== "object" || value === null || Array.isArray(value) || !isPlainData(value)) {
+    throw new HavenError("INVALID_PAYLOAD", "the payload must be a plain object");
+  }
+  const result = compiled[name](value);
+  if (result !== true) {
+    const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
+    throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
+  }
+  return value as T;
+}

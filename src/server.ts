@@ -1,0 +1,106 @@
+import { readFileSync } from "node:fs";
+import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { setServices, type Services } from "./services.ts";
+import { TokenService } from "./auth/tokens.ts";
+import { Accounts } from "./auth/accounts.ts";
+import { MemoryRefreshTokenStore, MemoryResponderStore, MemoryUserStore } from "../persistence/memory.ts";
+import { HospitalDirectory } from "./domain/hospitals.ts";
+import type { Circle } from "./domain/geo.ts";
+import { ConstantSpeedEta } from "./domain/eta.ts";
+import { DutyIndex } from "./domain/duty.ts";
+import { EmergencyRegistry } from "./domain/emergencies.ts";
+import { buildApi } from "./http/api.ts";
+import { selectTransport } from "./transport.ts";
+import { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
+import { DutyRoom } from "../rooms/DutyRoom.ts";
+import { HospitalRoom } from "../rooms/HospitalRoom.ts";
+
+export interface RunningHaven {
+  port: number;
+  transport: "uws" | "ws";
+  services: Services;
+}
+
+/**
+ * Colyseus's Server without its default HTTP router: Haven serves its own API (which exposes
+ * only joinById and reconnect of the matchmaker) on the transport's port.
+ */
+class HavenServer extends Server {
+  async listenOn(port: number, host: string): Promise<void> {
+    await matchMaker.accept();
+    const transport = await this._onTransportReady;
+    await new Promise<void>((resolve, reject) => {
+      transport.server?.once?.("error", reject);
+      transport.listen(port, host, undefined, (err?: Error) => (err ? reject(err) : resolve()));
+    });
+    const listening = (transport as unknown as { _listeningSocket?: unknown })._listeningSocket;
+    if ("app" in transport && !listening) throw new Error(`cannot listen on port ${port}`);
+  }
+}
+
+/** Colyseus logs through pino too, at the levels it means. */
+function colyseusLogger(log: Logger) {
+  const child = log.child({ component: "colyseus" });
+  const fmt = (args: unknown[]) => args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ");
+  return {
+    debug: (...a: unknown[]) => child.debug(fmt(a)),
+    info: (...a: unknown[]) => child.info(fmt(a)),
+    log: (...a: unknown[]) => child.info(fmt(a)),
+    warn: (...a: unknown[]) => child.warn(fmt(a)),
+    error: (...a: unknown[]) => child.error(fmt(a)),
+    trace: (...a: unknown[]) => child.trace(fmt(a)),
+  };
+}
+
+export async function startHaven(config: Config, log: Logger): Promise<RunningHaven> {
+  const startedAt = Date.now();
+  const tokens = await TokenService.create({
+    secretKey: config.tokens.secretKey, issuer: config.tokens.issuer,
+    accessTtlSeconds: config.tokens.accessTtlSeconds, environment: config.env,
+  });
+  if (tokens.ephemeral) {
+    log.warn("HAVEN_TOKEN_SECRET_KEY is not set: tokens are signed with a key generated for this process and die with it");
+  }
+  const hospitals = HospitalDirectory.fromFile(config.hospitals.file);
+  const urbanAreas = JSON.parse(readFileSync(config.urbanAreasFile, "utf8")) as Circle[];
+
+  const s: Services = {
+    config, log, tokens, hospitals, urbanAreas,
+    users: new MemoryUserStore(),
+    responders: new MemoryResponderStore(),
+    refreshTokens: new MemoryRefreshTokenStore(),
+    eta: new ConstantSpeedEta(config.eta.speedKmh),
+    duty: new DutyIndex(),
+    emergencies: new EmergencyRegistry(),
+  };
+  setServices(s);
+
+  const accounts = new Accounts({
+    users: s.users, responders: s.responders, refreshTokens: s.refreshTokens, tokens, hospitals,
+    refreshTtlSeconds: config.tokens.refreshTtlSeconds, bypassTtlSeconds: config.tokens.bypassTtlSeconds,
+    bypassPerHourPerAddress: config.limits.bypassPerHourPerAddress,
+  });
+  if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
+
+  const selected = await selectTransport(config, log);
+  let ready = false;
+  const server = new HavenServer({ transport: selected.transport, greet: false, logger: colyseusLogger(log) } as ServerOptions);
+  server.define("emergency", EmergencyRoom);
+  server.define("duty", DutyRoom);
+  server.define("hospital", HospitalRoom);
+  server.onBeforeShutdown(() => {
+    ready = false;
+    log.info("shutting down: rooms are closing and clients are told to reconnect");
+  });
+
+  selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, ready: () => ready }));
+  await server.listenOn(config.port, config.host);
+  for (const h of hospitals.all()) await matchMaker.createRoom("hospital", { hospitalId: h.id });
+  ready = true;
+
+  const port = selected.boundPort(config.port);
+  log.info({ port, transport: selected.name, hospitals: hospitals.all().length }, `Haven listening on port ${port} (transport: ${selected.name})`);
+  return { port, transport: selected.name, services: s };
+}

@@ -1,0 +1,38 @@
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { TokenService } from "./auth/tokens.ts";
+import type { RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
+import type { HospitalDirectory } from "./domain/hospitals.ts";
+import type { Circle } from "./domain/geo.ts";
+import type { EtaProvider } from "./domain/eta.ts";
+import type { DutyIndex } from "./domain/duty.ts";
+import type { EmergencyRegistry } from "./domain/emergencies.ts";
+
+/**
+ * What the room actors and HTTP handlers share in one process. Rooms are constructed by the
+ * matchmaker, which passes only plain options, so they reach these through `services()`.
+ */
+export interface Services {
+  config: Config;
+  log: Logger;
+  tokens: TokenService;
+  users: UserStore;
+  responders: ResponderStore;
+  refreshTokens: RefreshTokenStore;
+  hospitals: HospitalDirectory;
+  urbanAreas: Circle[];
+  eta: EtaProvider;
+  duty: DutyIndex;
+  emergencies: EmergencyRegistry;
+}
+
+let current: Services | undefined;
+
+export function setServices(s: Services | undefined): void {
+  current = s;
+}
+
+export function services(): Services {
+  if (!current) throw new Error("Haven services are not initialised");
+  return current;
+}
