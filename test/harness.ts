@@ -1,0 +1,170 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { randomUUID } from "node:crypto";
+import { Client, type Room } from "@colyseus/sdk";
+
+/**
+ * Test harness: a real Haven process on a real port, real @colyseus/sdk clients, real HTTP.
+ * The transport comes from HAVEN_TRANSPORT (auto when unset), so the same suite runs on
+ * uWebSockets.js and on the ws fallback.
+ */
+
+export const OPS = { email: "ops@haven.test", password: "ops-password-123" };
+export const root = new URL("..", import.meta.url).pathname;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Haven {
+  url: string;
+  port: number;
+  transport: string;
+  proc: ChildProcess;
+  logs: string[];
+  stop(): Promise<void>;
+  http<T = any>(method: string, path: string, body?: unknown, token?: string, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
+}
+
+export async function startHaven(env: Record<string, string> = {}): Promise<Haven> {
+  const port = await freePort();
+  const logs: string[] = [];
+  const proc = spawn(process.execPath, ["src/main.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      HAVEN_ENV: "test",
+      LOG_LEVEL: "info",
+      HAVEN_BOOTSTRAP_OPS_EMAIL: OPS.email,
+      HAVEN_BOOTSTRAP_OPS_PASSWORD: OPS.password,
+      HAVEN_TRANSPORT: process.env.HAVEN_TRANSPORT ?? "auto",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  proc.stdout!.on("data", (d) => logs.push(String(d)));
+  proc.stderr!.on("data", (d) => logs.push(String(d)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  let health: any;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`haven exited with ${proc.exitCode}:\n${logs.join("")}`);
+    try {
+      const r = await fetch(`${url}/health`);
+      if (r.ok) { health = await r.json(); break; }
+    } catch { /* not up yet */ }
+    await sleep(100);
+  }
+  if (!health) throw new Error(`haven did not start:\n${logs.join("")}`);
+
+  const http = async (method: string, path: string, body?: unknown, token?: string, headers: Record<string, string> = {}) => {
+    const h: Record<string, string> = { ...headers };
+    if (body !== undefined && !h["content-type"]) h["content-type"] = "application/json";
+    if (token) h.authorization = `Bearer ${token}`;
+    const r = await fetch(`${url}${path}`, { method, headers: h, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+    const text = await r.text();
+    let parsed: any = text;
+    try { parsed = JSON.parse(text); } catch { /* not json */ }
+    return { status: r.status, body: parsed };
+  };
+
+  return {
+    url, port, transport: health.transport, proc, logs, http,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGTERM");
+      await Promise.race([exited, sleep(8000)]);
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Account { id: string; token: string; refreshToken: string; email: string; role: string; hospitalId?: string }
+
+export async function login(h: Haven, email: string, password: string): Promise<Account> {
+  const r = await h.http("POST", "/api/auth/login", { email, password });
+  if (r.status !== 200) throw new Error(`login failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return { id: r.body.user.id, token: r.body.accessToken, refreshToken: r.body.refreshToken, email, role: r.body.user.role, hospitalId: r.body.user.hospitalId };
+}
+
+export async function account(h: Haven, role: string, opts: { hospitalId?: string; by?: Account; name?: string } = {}): Promise<Account> {
+  const email = `${role}-${randomUUID().slice(0, 8)}@haven.test`;
+  const password = "a-long-password-1";
+  const r = await h.http("POST", "/api/auth/register", { email, password, name: opts.name ?? `${role} user`, role, hospitalId: opts.hospitalId }, opts.by?.token);
+  if (r.status !== 201) throw new Error(`register ${role} failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return login(h, email, password);
+}
+
+/** A verified responder on duty at `at`, with its duty room joined. */
+export async function onDuty(h: Haven, ops: Account, kind: "first_aider" | "ambulance_crew", at: { lat: number; lng: number }) {
+  const acc = await account(h, kind);
+  const v = await h.http("POST", `/api/responders/${acc.id}/verification`, { verified: true }, ops.token);
+  if (v.status !== 200) throw new Error(`verify failed: ${JSON.stringify(v.body)}`);
+  const d = await h.http("POST", "/api/duty", {}, acc.token);
+  if (d.status !== 201) throw new Error(`duty failed: ${JSON.stringify(d.body)}`);
+  const duty = await join(h, acc.token, d.body.roomId);
+  await duty.request("position", at);
+  return { acc, duty };
+}
+
+export function sdk(h: Haven, token: string): Client {
+  const c = new Client(h.url);
+  c.auth.token = token;
+  return c;
+}
+
+export async function join(h: Haven, token: string, roomId: string): Promise<Room<any, any>> {
+  const room = await sdk(h, token).joinById(roomId);
+  await waitFor(room, (s) => s !== undefined && Object.keys(s).length > 0);
+  return room;
+}
+
+/** Resolves once `predicate(room.state)` holds, checking after every patch. */
+export function waitFor<S = any>(room: Room<any, S>, predicate: (state: any) => boolean, timeoutMs = 5000, what = "condition"): Promise<number> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      try { return room.state !== undefined && predicate(room.state); } catch { return false; }
+    };
+    if (check()) return resolve(0);
+    const listener = () => {
+      if (check()) { clearTimeout(timer); room.onStateChange.remove(listener); resolve(Date.now() - started); }
+    };
+    const timer = setTimeout(() => {
+      room.onStateChange.remove(listener);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+    }, timeoutMs);
+    room.onStateChange(listener);
+  });
+}
+
+/** Waits for the next message of `type` on a room. */
+export function nextMessage<T = any>(room: Room<any, any>, type: string, timeoutMs = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${type}" message within ${timeoutMs} ms`)), timeoutMs);
+    const off = room.onMessage(type, (m: T) => { clearTimeout(timer); off(); resolve(m); }) as unknown as () => void;
+  });
+}
+
+/** The rejection reason of a room request: `{ code, message }`. */
+export async function rejection(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (error: any) {
+    if (error?.reason) return error.reason;
+    throw error;
+  }
+  throw new Error("the request was not rejected");
+}
