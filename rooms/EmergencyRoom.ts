@@ -213,8 +213,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Runs a critical action once per idempotency key; a retry gets the first answer. */
-  private once<T>(p: Principal, key: string | undefined, action: () => T): T {
-    if (key === undefined) return action();
+  private once<T>(p: Principal, key: string | null | undefined, action: () => T): T {
+    // keys that crossed a JSON boundary arrive as null when absent
+    if (key === undefined || key === null) return action();
     const k = `${p.sub}:${key}`;
     if (this.idempotent.has(k)) return this.idempotent.get(k) as T;
     const result = action();
