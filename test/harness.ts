@@ -115,6 +115,7 @@ export async function onDuty(h: Haven, ops: Account, kind: "first_aider" | "ambu
   const d = await h.http("POST", "/api/duty", {}, acc.token);
   if (d.status !== 201) throw new Error(`duty failed: ${JSON.stringify(d.body)}`);
   const duty = await join(h, acc.token, d.body.roomId);
+  duty.onMessage("offer_withdrawn", () => {});
   await duty.request("position", at);
   return { acc, duty };
 }
@@ -167,4 +168,46 @@ export async function rejection(p: Promise<unknown>): Promise<{ code: string; me
     throw error;
   }
   throw new Error("the request was not rejected");
+}
+
+/**
+ * An emergency with its patient, an assigned first-aider and an assigned ambulance crew, each
+ * joined to the emergency room.
+ */
+export async function scenario(h: Haven, ops: Account, at: { lat: number; lng: number }) {
+  const near = (m: number) => ({ lat: at.lat + m / 111_320, lng: at.lng });
+  const fa = await onDuty(h, ops, "first_aider", near(50));
+  const crew = await onDuty(h, ops, "ambulance_crew", near(900));
+  const patient = await account(h, "patient");
+  const alert = await h.http("POST", "/api/emergency/alert", at, patient.token);
+  const id = alert.body.emergencyId as string;
+  for (const r of [fa, crew]) {
+    await waitFor(r.duty, (s) => [...s.offers.values()].some((o: any) => o.emergencyId === id), 3000, "offer");
+    const offer = [...r.duty.state.offers.values()].find((o: any) => o.emergencyId === id) as any;
+    await r.duty.request("accept_offer", { offerId: offer.id });
+  }
+  const pRoom = await join(h, patient.token, id);
+  const faRoom = await join(h, fa.acc.token, id);
+  const crewRoom = await join(h, crew.acc.token, id);
+  return { id, patient, fa, crew, pRoom, faRoom, crewRoom };
+}
+
+/** Builds a raw client frame: ROOM_DATA (13) or ROOM_REQUEST (21) with any bytes as payload. */
+export async function rawFrame(kind: "data" | "request", type: string | number, payload: Uint8Array, requestId = 4242): Promise<Uint8Array> {
+  const { encode } = await import("@colyseus/schema");
+  const head: number[] = [kind === "data" ? 13 : 21];
+  const it = { offset: 1 };
+  if (kind === "request") encode.number(head as never, requestId, it);
+  if (typeof type === "string") encode.string(head as never, type, it);
+  else encode.number(head as never, type, it);
+  return new Uint8Array([...head.slice(0, it.offset), ...payload]);
+}
+
+/** Polls `predicate` until it holds (for conditions that arrive as messages, not patches). */
+export async function until(predicate: () => boolean, timeoutMs = 2000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
 }
