@@ -1,0 +1,53 @@
+/**
+ * Bytes one recipient receives for one position update of another party.
+ *
+ *   node load-tests/position-bytes.ts            (npm run bench:position-bytes)
+ *
+ * Starts a real Haven, puts a patient and an assigned first-aider in one emergency, and has the
+ * first-aider move N times while the patient's socket counts every frame and byte that arrives.
+ * The figure is the WebSocket payload (the binary state patch); the 2-byte WebSocket frame header
+ * is added separately. For comparison it prints the same update as a JSON document.
+ */
+import { OPS, login, scenario, startHaven, waitFor } from "../test/harness.ts";
+
+const UPDATES = Number(process.env.UPDATES ?? 200);
+
+const h = await startHaven({ HAVEN_MAX_MESSAGES_PER_SECOND: "1000" });
+try {
+  const ops = await login(h, OPS.email, OPS.password);
+  const s = await scenario(h, ops, { lat: -1.2864, lng: 36.8172 });
+  const recipient = s.pRoom;
+  const conn = recipient.connection as unknown as { events: { onmessage: (ev: { data: ArrayBuffer }) => void } };
+  let frames = 0;
+  let bytes = 0;
+  const original = conn.events.onmessage;
+  conn.events.onmessage = (ev) => {
+    frames++;
+    bytes += (ev.data as ArrayBuffer).byteLength;
+    original(ev);
+  };
+
+  const measure = async (label: string, payload: (i: number) => Record<string, number>) => {
+    frames = 0;
+    bytes = 0;
+    let json = 0;
+    for (let i = 1; i <= UPDATES; i++) {
+      const p = payload(i);
+      await s.faRoom.request("position", p);
+      await waitFor(recipient, (st) => st.firstAiders.get(s.fa.acc.id)?.lat === p.lat, 2000, "update seen");
+      json += Buffer.byteLength(JSON.stringify({ type: "position", party: s.fa.acc.id, ...p, updatedAt: Date.now() }));
+    }
+    // let any trailing patch land before reading the counters
+    await new Promise((r) => setTimeout(r, 200));
+    const perUpdate = bytes / UPDATES;
+    console.log(`${label}: ${perUpdate.toFixed(1)} B per update in ${(frames / UPDATES).toFixed(2)} frames (+2 B WebSocket header per frame); as JSON: ${(json / UPDATES).toFixed(0)} B (${(json / bytes).toFixed(1)}x larger)`);
+    return perUpdate;
+  };
+
+  console.log(`transport: ${h.transport}; ${UPDATES} updates per case; recipient: the patient's socket`);
+  const base = { lat: -1.2864, lng: 36.8172 };
+  await measure("lat+lng only          ", (i) => ({ lat: base.lat + i * 1e-6, lng: base.lng + i * 1e-6 }));
+  await measure("lat+lng+accuracy+heading+speed", (i) => ({ lat: base.lat - i * 1e-6, lng: base.lng - i * 1e-6, accuracy: 5 + (i % 7), heading: (i * 3) % 360, speed: 1 + (i % 5) }));
+} finally {
+  await h.stop();
+}
