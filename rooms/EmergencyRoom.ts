@@ -63,8 +63,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
     status: { schema: "responderStatus", roles: RESPONDER_ROLES, run(client, p) { return this.responderStatus(client.auth, p); } },
     assessment: { schema: "assessment", roles: RESPONDER_ROLES, run(client, p) { return this.submitAssessment(client.auth, p); } },
-    request_hospital: { schema: "requestHospital", roles: ["first_aider", "ambulance_crew", "ops_admin"], run(client, p) { return this.requestHospital(client.auth, p); } },
-    cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p.reason, p.idempotencyKey); } },
+    cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p, p.idempotencyKey); } },
   };
 
   /** Fires once, when the server creates the room after an authorized alert. */
@@ -450,23 +449,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     });
   }
 
-  requestHospital(p: Principal, body: { idempotencyKey?: string }): { ok: true; hospitalId: string } {
-    return this.once(p, body.idempotencyKey, () => {
-      this.requireOpen();
-      if (p.role !== "ops_admin") this.requireParty(p);
-      if (this.state.hospital.status === "none") this.matchHospital();
-      if (this.state.hospital.status === "none") throw new HavenError("NO_HOSPITAL_AVAILABLE", "no hospital can take this patient now; retrying");
-      return { ok: true as const, hospitalId: this.state.hospital.id };
-    });
-  }
-
-  cancel(p: Principal, reason: string | undefined, idempotencyKey?: string): { ok: true; status: string } {
+  cancel(p: Principal, why: { reason: string; note?: string }, idempotencyKey?: string | null): { ok: true; status: string } {
     return this.once(p, idempotencyKey, () => {
       if (this.state.status === "cancelled") return { ok: true as const, status: "cancelled" };
       this.requireOpen();
       if (p.role === "patient" && p.sub !== this.state.patient.id) throw new HavenError("NOT_ENTITLED", "not your emergency");
       this.state.status = "cancelled";
-      this.event("cancelled", this.actor(p), reason ?? "");
+      this.event("cancelled", this.actor(p), why.note ? `${why.reason}: ${why.note}` : why.reason);
       this.close();
       return { ok: true as const, status: "cancelled" };
     });
@@ -705,11 +694,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     return guard(() => this.updatePosition(p, pos));
   }
 
-  restCancel(p: Principal, reason: string | undefined, key?: string): CallResult<{ status: string }> {
+  restCancel(p: Principal, why: { reason: string; note?: string }, key?: string | null): CallResult<{ status: string }> {
     if (!(p.role === "ops_admin" || (p.role === "patient" && p.sub === this.state.patient.id))) {
       return fail("NOT_ENTITLED", "only the patient or ops can cancel");
     }
-    return guard(() => this.cancel(p, reason, key));
+    return guard(() => this.cancel(p, why, key));
   }
 }
 

@@ -115,9 +115,9 @@ export function buildApi(ctx: ApiContext): Router {
   });
   router.on("POST", "/api/emergency/:id/cancel", async (req, { id }) => {
     const p = await principalOf(req);
-    const body = validate<{ reason?: string; idempotencyKey?: string }>("restCancel", jsonBody(req));
+    const body = validate<{ reason: string; note?: string; idempotencyKey?: string }>("restCancel", jsonBody(req));
     requireEmergency(id);
-    const r = await callRoom<{ status: string }>(id, "restCancel", [p, body.reason, body.idempotencyKey]);
+    const r = await callRoom<{ status: string }>(id, "restCancel", [p, { reason: body.reason, note: body.note }, body.idempotencyKey]);
     return ok({ ok: true, status: r.status });
   });
 

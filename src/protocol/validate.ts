@@ -20,6 +20,7 @@ const idempotencyKey = { type: "string", min: 8, max: 64, pattern: /^[A-Za-z0-9_
 const shortText = (max: number, optional = true) => ({ type: "string", max, optional, trim: false }) as const;
 export const SPECIALTIES = ["trauma", "cardiac", "stroke", "pediatric", "maternity", "burns", "respiratory", "general"] as const;
 export const PRIORITIES = ["critical", "high", "medium"] as const;
+export const CANCEL_REASONS = ["false_alarm", "resolved_on_scene", "patient_declined", "transported_otherwise", "duplicate", "other"] as const;
 
 const position = {
   $$strict: true,
@@ -59,8 +60,7 @@ const schemas = {
     priority: { type: "enum", values: PRIORITIES, optional: true },
     suspected: { type: "array", max: SPECIALTIES.length, unique: true, items: { type: "enum", values: SPECIALTIES }, optional: true },
   },
-  requestHospital: { $$strict: true, idempotencyKey },
-  cancel: { $$strict: true, reason: shortText(200), idempotencyKey },
+  cancel: { $$strict: true, reason: { type: "enum", values: CANCEL_REASONS }, note: shortText(200), idempotencyKey },
 
   // ---- duty room
   availability: { $$strict: true, available: { type: "boolean" } },
@@ -114,7 +114,7 @@ const schemas = {
     idempotencyKey,
   },
   location: position,
-  restCancel: { $$strict: true, reason: shortText(200), idempotencyKey },
+  restCancel: { $$strict: true, reason: { type: "enum", values: CANCEL_REASONS }, note: shortText(200), idempotencyKey },
   availabilityUpdate: {
     $$strict: true,
     emergencyBeds: { type: "number", integer: true, min: 0, max: 10_000 },
