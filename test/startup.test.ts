@@ -1,0 +1,83 @@
+import { spawn } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { root, startHaven } from "./harness.ts";
+
+/** Start-up: configuration checks, transport selection, operations endpoints, SIGTERM. */
+function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ["src/main.ts"], { cwd: root, env: { ...process.env, PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    p.stdout.on("data", (d) => { output += d; });
+    p.stderr.on("data", (d) => { output += d; });
+    const timer = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    p.on("exit", (code) => { clearTimeout(timer); resolve({ code, output }); });
+  });
+}
+
+describe("start-up", () => {
+  it.each([
+    ["PORT", "abc"],
+    ["HAVEN_TRANSPORT", "quic"],
+    ["HAVEN_MAX_FRAME_BYTES", "1"],
+    ["HAVEN_ACCESS_TOKEN_TTL_SECONDS", "86400"],
+    ["HAVEN_TOKEN_SECRET_KEY", "not-a-key"],
+    ["HAVEN_DISPATCH_FIRST_AIDER_MAX_RADIUS_M", "100"],
+  ])("a bad %s stops the process with a message naming it", async (name, value) => {
+    const { code, output } = await runToExit({ [name]: value });
+    expect(code).toBe(2);
+    expect(output).toContain(name);
+  });
+
+  it("production without a signing key refuses to start", async () => {
+    const { code, output } = await runToExit({ HAVEN_ENV: "production", HAVEN_TOKEN_SECRET_KEY: "" });
+    expect(code).toBe(2);
+    expect(output).toContain("HAVEN_TOKEN_SECRET_KEY");
+  });
+
+  it("auto transport: uWebSockets.js where it loads, otherwise ws with one loud log line saying why", async () => {
+    const h = await startHaven({ HAVEN_TRANSPORT: "auto" });
+    try {
+      const fallbackLines = h.logs.join("").split("\n").filter((l) => l.includes("FALLING BACK TO THE ws TRANSPORT"));
+      console.log(`[haven] HAVEN_TRANSPORT=auto chose ${h.transport} here`);
+      if (h.transport === "ws") {
+        expect(fallbackLines).toHaveLength(1);
+        expect(JSON.parse(fallbackLines[0])).toMatchObject({ level: 50 });
+        expect(JSON.parse(fallbackLines[0]).reason).toBeTruthy();
+      } else {
+        expect(h.transport).toBe("uws");
+        expect(fallbackLines).toHaveLength(0);
+      }
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("HAVEN_TRANSPORT=uws where uWebSockets.js cannot load is fatal, and where it can, it serves", async () => {
+    const probe = await startHaven({ HAVEN_TRANSPORT: "auto" });
+    const uwsAvailable = probe.transport === "uws";
+    await probe.stop();
+    if (uwsAvailable) {
+      const h = await startHaven({ HAVEN_TRANSPORT: "uws" });
+      expect(h.transport).toBe("uws");
+      await h.stop();
+    } else {
+      const { code, output } = await runToExit({ HAVEN_TRANSPORT: "uws" });
+      expect(code).toBe(1);
+      expect(output).toContain("uWebSockets.js cannot load");
+    }
+  });
+
+  it("serves /health, /ready and /metrics, and exits 0 on SIGTERM", async () => {
+    const h = await startHaven();
+    const health = await h.http("GET", "/health");
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ status: "ok", transport: h.transport });
+    expect((await h.http("GET", "/ready")).body).toEqual({ ready: true });
+    const metrics = await h.http("GET", "/metrics");
+    expect(metrics.body).toContain(`haven_info{transport="${h.transport}"} 1`);
+    expect(metrics.body).toMatch(/haven_rooms 8\b/); // one wallboard room per hospital
+    const exited = new Promise<number | null>((r) => h.proc.once("exit", (code) => r(code)));
+    h.proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+});
