@@ -30,7 +30,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
     position: { schema: "position", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.position(p); } },
     availability: { schema: "availability", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.setAvailable(p.available); } },
     accept_offer: { schema: "acceptOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.accept(p.offerId); } },
-    decline_offer: { schema: "declineOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.decline(p.offerId); } },
+    decline_offer: { schema: "declineOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.decline(p.offerId, p.reason); } },
   };
 
   /** Fires once, when `POST /api/duty` opens the responder's duty room. */
@@ -109,20 +109,25 @@ export class DutyRoom extends HavenRoom<DutyState> {
     const offer = this.state.offers.get(offerId);
     if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
     if (this.state.assignedTo) throw new HavenError("ALREADY_ASSIGNED", `you are assigned to ${this.state.assignedTo}`);
-    const result = await matchMaker.remoteRoomCall(offer.emergencyId, "acceptOffer", [offerId, this.responderId, this.name]) as CallResult<{ emergencyId: string }>;
+    let result: CallResult<{ emergencyId: string }>;
+    try {
+      result = await matchMaker.remoteRoomCall(offer.emergencyId, "acceptOffer", [offerId, this.responderId, this.name]) as CallResult<{ emergencyId: string }>;
+    } catch {
+      result = { ok: false, error: { code: "OFFER_EXPIRED", message: "the emergency is no longer reachable" } };
+    }
     this.state.offers.delete(offerId);
     if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);
     this.state.assignedTo = result.emergencyId;
     services().duty.update(this.responderId, { assignedTo: result.emergencyId });
-    for (const other of [...this.state.offers.keys()]) void this.decline(other).catch(() => {});
+    for (const other of [...this.state.offers.keys()]) void this.decline(other, "assigned_elsewhere").catch(() => {});
     return { ok: true, emergencyId: result.emergencyId };
   }
 
-  private async decline(offerId: string): Promise<{ ok: true }> {
+  private async decline(offerId: string, reason?: string): Promise<{ ok: true }> {
     const offer = this.state.offers.get(offerId);
     if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
     this.state.offers.delete(offerId);
-    await matchMaker.remoteRoomCall(offer.emergencyId, "declineOffer", [offerId, this.responderId]).catch(() => undefined);
+    await matchMaker.remoteRoomCall(offer.emergencyId, "declineOffer", [offerId, this.responderId, reason ?? null]).catch(() => undefined);
     return { ok: true };
   }
 

@@ -121,7 +121,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   async onDrop(client: HavenClient): Promise<void> {
     this.setOnline(client.auth, false);
     const seconds = services().config.reconnectWindowSeconds;
-    if (seconds > 0 && !CLOSED.has(this.state.status)) {
+    // a party that was removed (a hospital passed over) or whose emergency is over gets no seat back
+    if (seconds > 0 && !CLOSED.has(this.state.status) && this.entitled(client.auth)) {
       try {
         await this.allowReconnection(client, seconds);
       } catch {
@@ -132,6 +133,10 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Fires when a dropped party is back on a new socket; it gets the full state again. */
   onReconnect(client: HavenClient): void {
+    if (!this.entitled(client.auth)) {
+      client.leave(HavenCloseCode.FORBIDDEN, "NOT_ENTITLED");
+      return;
+    }
     this.setOnline(client.auth, true);
   }
 
@@ -301,7 +306,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.state.dispatch.searching = !CLOSED.has(this.state.status) && (!this.dispatchers.first_aider.done || !this.dispatchers.ambulance_crew.done);
   }
 
-  private offerLapsed(offerId: string, why: "timeout" | "declined" | "unreachable"): void {
+  private offerLapsed(offerId: string, why: "timeout" | "declined" | "unreachable", detail = ""): void {
     const kind = this.offerKinds.get(offerId);
     if (!kind) return;
     const released = this.dispatchers[kind].release(offerId);
@@ -313,7 +318,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.event("offer_timed_out", "system", kind);
       matchMaker.remoteRoomCall(released.dutyRoomId, "withdrawOffer", [offerId, "timeout"]).catch(() => {});
     } else if (why === "declined") {
-      this.event("offer_declined", `${kind}:${released.userId}`);
+      this.event("offer_declined", `${kind}:${released.userId}`, detail);
     }
     this.runDispatch(kind);
   }
@@ -371,11 +376,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Called by a responder's duty room when the responder declines an offer. */
-  declineOffer(offerId: string, userId: string): CallResult {
+  declineOffer(offerId: string, userId: string, reason?: string | null): CallResult {
     const kind = this.offerKinds.get(offerId);
     const live = kind && this.dispatchers[kind].outstanding.get(offerId);
     if (!live || live.userId !== userId) return fail("OFFER_EXPIRED", "the offer is no longer open");
-    this.offerLapsed(offerId, "declined");
+    this.offerLapsed(offerId, "declined", reason ?? "");
     return { ok: true };
   }
 
@@ -521,15 +526,15 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** The receiving hospital declined or did not answer: tell it, revoke its view, try the next. */
-  private passOver(reason: string): void {
+  private passOver(why: "declined" | "no_acknowledgement", detail = ""): void {
     const link = this.state.hospital;
     const previous = link.id;
-    this.syncHospital(true, reason === "declined" ? "declined" : "withdrawn");
+    this.syncHospital(true, why === "declined" ? "declined" : "withdrawn");
     link.passedOver.push(previous);
     link.status = "none";
     link.id = "";
     link.etaSeconds = -1;
-    this.event(reason === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, reason);
+    this.event(why === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, detail || why);
     for (const c of this.clients) {
       if ((c.auth.role === "hospital_staff" || c.auth.role === "hospital_admin") && c.auth.hospitalId === previous) {
         c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
@@ -563,7 +568,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.requireOpen();
       this.requireReceiving(hospitalId);
       if (this.state.status === "at_hospital") throw new HavenError("INVALID_TRANSITION", "the patient is already here");
-      this.passOver("declined");
+      this.passOver("declined", reason);
       return { nextHospitalId: this.state.hospital.id };
     }));
   }

@@ -59,7 +59,11 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
   }
 
   private async forward(emergencyId: string, method: string, args: unknown[]): Promise<Record<string, unknown>> {
-    if (!this.state.incoming.has(emergencyId)) throw new HavenError("EMERGENCY_NOT_FOUND", "no such incoming emergency");
+    const incoming = this.state.incoming.get(emergencyId);
+    if (!incoming) throw new HavenError("EMERGENCY_NOT_FOUND", "no such incoming emergency");
+    if (incoming.hospitalStatus === "handed_over" || incoming.hospitalStatus === "cancelled") {
+      throw new HavenError("EMERGENCY_CLOSED", `the emergency is ${incoming.hospitalStatus}`);
+    }
     let result: CallResult;
     try {
       result = await matchMaker.remoteRoomCall(emergencyId, method, [this.hospitalId, ...args]) as CallResult;

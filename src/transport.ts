@@ -29,8 +29,10 @@ export const hardFrameLimit = (maxFrameBytes: number) => Math.max(64 * 1024, max
  * same subject that held the seat (Colyseus skips onAuth on reconnect).
  */
 async function beforeUpgrade(request: Request, context: AuthContext): Promise<Response | undefined> {
-  const deny = (status: number, code: string, message: string) =>
-    new Response(JSON.stringify({ code, message }), { status, headers: { "content-type": "application/json" } });
+  const deny = (status: number, code: string, message: string) => {
+    services().log.info({ status, code, path: new URL(request.url).pathname }, "socket upgrade refused");
+    return new Response(JSON.stringify({ code, message }), { status, headers: { "content-type": "application/json" } });
+  };
   let sub: string;
   try {
     sub = (await services().tokens.verify(context.token)).sub;
@@ -88,6 +90,18 @@ export async function selectTransport(config: Config, log: Logger): Promise<Sele
       sendPingsAutomatically: true,
       beforeUpgrade,
     } as never);
+    // uWS listens with SO_REUSEPORT unless told otherwise: two processes on one port would split
+    // the traffic between them, and a client's socket could land on a node that does not hold its
+    // seat. Haven binds its port exclusively (and on HOST, which the transport would ignore).
+    transport.listen = (port: number, hostname?: string, _backlog?: number, listening?: () => void) => {
+      const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+      // the typings lack the (host, port, options, callback) form the binding has
+      (transport.app as unknown as { listen(...a: unknown[]): void }).listen(hostname ?? "0.0.0.0", port, exclusive, (socket: unknown) => {
+        (transport as unknown as { _listeningSocket?: unknown })._listeningSocket = socket || undefined;
+        listening?.();
+      });
+      return transport;
+    };
     return {
       transport,
       name: "uws",

@@ -194,5 +194,7 @@ describe("authorization", () => {
     }
     const anon = await h.http("POST", "/matchmake/joinById/hospital-knh", {});
     expect(anon.status).toBe(401);
+    const missing = await h.http("POST", "/matchmake/joinById/no-such-room", {}, patient.token);
+    expect(missing).toMatchObject({ status: 404, body: { code: "ROOM_NOT_FOUND" } });
   });
 });

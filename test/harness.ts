@@ -10,6 +10,9 @@ import { Client, type Room } from "@colyseus/sdk";
  */
 
 export const OPS = { email: "ops@haven.test", password: "ops-password-123" };
+
+/** WebSocket-level failures recorded by test/setup.ts (the SDK reports them without detail). */
+const socketFailures: string[] = (globalThis as { __havenSocketFailures?: string[] }).__havenSocketFailures ?? [];
 export const root = new URL("..", import.meta.url).pathname;
 
 export async function freePort(): Promise<number> {
@@ -127,7 +130,14 @@ export function sdk(h: Haven, token: string): Client {
 }
 
 export async function join(h: Haven, token: string, roomId: string): Promise<Room<any, any>> {
-  const room = await sdk(h, token).joinById(roomId);
+  let room: Room<any, any>;
+  try {
+    room = await sdk(h, token).joinById(roomId);
+  } catch (error: any) {
+    // keep what the server said next to the client's error, for whoever reads the failure
+    error.message = `${error.message} (code ${error.code}; joining ${roomId}); socket failures: ${socketFailures.join(" | ")}; server log tail:\n${h.logs.join("").split("\n").slice(-15).join("\n")}`;
+    throw error;
+  }
   await waitFor(room, (s) => s !== undefined && Object.keys(s).length > 0);
   return room;
 }

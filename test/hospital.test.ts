@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPS, account, join, login, scenario, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
+import { OPS, account, join, login, scenario, sdk, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
 
 /** Hospital matching, re-alerts, fallback on decline and on silence, and the REST hospital API. */
 let h: Haven;
@@ -33,6 +33,7 @@ describe("hospital matching and fallback", () => {
 
     // decline: the next best hospital is notified, the decliner loses the emergency and its view
     const declined = await akBoard.request("decline", { emergencyId: s.id, reason: "cath lab down" });
+    await waitFor(s.pRoom, (st) => [...st.timeline].some((e: any) => e.type === "hospital_declined" && e.detail === "cath lab down"), 2000, "decline reason on the timeline");
     const next = declined.nextHospitalId as string;
     expect(next).toBeTruthy();
     expect(next).not.toBe("aga-khan");
@@ -40,6 +41,9 @@ describe("hospital matching and fallback", () => {
     expect([...s.pRoom.state.hospital.passedOver]).toEqual(["aga-khan"]);
     await waitFor(akBoard, (st) => !st.incoming.has(s.id), 2000, "removed from the decliner's wallboard");
     expect(await kicked).toBe(4403);
+    // and cannot take its seat back with the reconnection token
+    const rejoin = await sdk(h, akStaff.token).reconnect(akInRoom.reconnectionToken).then((r) => { void r.leave(); return "rejoined"; }, (e) => e);
+    expect(rejoin).not.toBe("rejoined");
 
     // silence: after the acknowledgement timeout the next one is tried
     await waitFor(s.pRoom, (st) => st.hospital.passedOver.length === 2 && st.hospital.id !== next && st.hospital.status === "notified", 4000, "timed out to a third hospital");

@@ -6,7 +6,7 @@ export const Incoming = schema({
   emergencyId: t.string(),
   priority: t.string(),
   status: t.string(),
-  /** notified | acknowledged | declined | handed_over | cancelled */
+  /** notified | acknowledged | handed_over | cancelled (a declined or withdrawn one leaves the board) */
   hospitalStatus: t.string(),
   notifiedAt: t.float64(),
   acknowledgedAt: t.float64().default(0),

@@ -81,6 +81,7 @@ export function mountUwsHttp(app: TemplatedApp, router: Router, maxBodyBytes: nu
     const query = req.getQuery() ?? "";
     const path = req.getUrl();
     const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+    if (headers.upgrade) log.warn({ path, method, key: headers["sec-websocket-key"] !== undefined, version: headers["sec-websocket-version"] }, "a WebSocket upgrade reached the HTTP router");
 
     const reply = (r: HttpResponse, close = false) => {
       if (aborted) return;

@@ -1,4 +1,4 @@
-import { matchMaker, createAuthContext } from "@colyseus/core";
+import { matchMaker, createAuthContext, ErrorCode } from "@colyseus/core";
 import type { Principal } from "../auth/tokens.ts";
 import type { Accounts } from "../auth/accounts.ts";
 import { HavenError } from "../protocol/errors.ts";
@@ -195,7 +195,10 @@ export function buildApi(ctx: ApiContext): Router {
       const reservation = await matchMaker.controller.invokeMethod(method, roomId, options, createAuthContext({ headers: req.headers, token, remoteAddress: req.ip }));
       return ok(reservation);
     } catch (error) {
-      throw new HavenError("EMERGENCY_NOT_FOUND", `cannot join ${roomId}: ${(error as Error).message}`);
+      const code = (error as { code?: number }).code;
+      if (code === ErrorCode.MATCHMAKE_INVALID_ROOM_ID) throw new HavenError("ROOM_NOT_FOUND", `no room ${roomId}`);
+      if (code === ErrorCode.MATCHMAKE_EXPIRED) throw new HavenError("INVALID_PAYLOAD", `cannot ${method} ${roomId}: ${(error as Error).message}`);
+      throw new HavenError("UNAVAILABLE", `cannot ${method} ${roomId} now; retry`);
     }
   });
 

@@ -7,8 +7,6 @@ export const HavenCloseCode = {
   UNAUTHORIZED: 4401,
   /** The party is not entitled to this room: do not retry. */
   FORBIDDEN: 4403,
-  /** The client could not keep up (backpressure limit): reconnect and resync. */
-  SLOW_CONSUMER: 4408,
   /** The emergency is over (handed over or cancelled): leave for good. */
   EMERGENCY_CLOSED: 4410,
   /** The client sent messages faster than allowed: slow down, then reconnect. */

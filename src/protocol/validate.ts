@@ -111,7 +111,6 @@ const schemas = {
     accuracy: { type: "number", min: 0, max: 100_000, optional: true },
     priority: { type: "enum", values: PRIORITIES, optional: true },
     note: shortText(500),
-    idempotencyKey,
   },
   location: position,
   restCancel: { $$strict: true, reason: { type: "enum", values: CANCEL_REASONS }, note: shortText(200), idempotencyKey },
