@@ -133,13 +133,25 @@ export async function join(h: Haven, token: string, roomId: string): Promise<Roo
   let room: Room<any, any>;
   try {
     room = await sdk(h, token).joinById(roomId);
-  } catch (error: any) {
-    // keep what the server said next to the client's error, for whoever reads the failure
-    error.message = `${error.message} (code ${error.code}; joining ${roomId}); socket failures: ${socketFailures.join(" | ")}; server log tail:\n${h.logs.join("").split("\n").slice(-15).join("\n")}`;
-    throw error;
+  } catch (first: any) {
+    // A refusal carries a code and is the test's answer. A transport-level failure (no code) is
+    // retried once, as an app would, and reported, so that it stays visible in the output.
+    if (first.code !== undefined) throw annotate(h, first, roomId);
+    console.warn(`[harness] join of ${roomId} failed at the socket (${socketFailures.slice(-2).join(" | ")}); retrying once`);
+    try {
+      room = await sdk(h, token).joinById(roomId);
+    } catch (error: any) {
+      throw annotate(h, error, roomId);
+    }
   }
   await waitFor(room, (s) => s !== undefined && Object.keys(s).length > 0);
   return room;
+}
+
+function annotate(h: Haven, error: any, roomId: string) {
+  // keep what the server said next to the client's error, for whoever reads the failure
+  error.message = `${error.message} (code ${error.code}; joining ${roomId}); socket failures: ${socketFailures.join(" | ")}; server log tail:\n${h.logs.join("").split("\n").slice(-15).join("\n")}`;
+  return error;
 }
 
 /** Resolves once `predicate(room.state)` holds, checking after every patch. */
