@@ -1,8 +1,8 @@
 import type { Role } from "../src/auth/tokens.ts";
 
 /**
- * The stores Haven's domain talks to. The in-memory implementations in memory.ts serve a single
- * node with no database; a Postgres implementation takes their place behind the same interfaces.
+ * The stores Haven's domain talks to; postgres.ts implements them on Postgres (the machine's, or
+ * the embedded one that `npm start` runs when no DATABASE_URL is set).
  */
 
 export interface User {
@@ -53,4 +53,46 @@ export interface RefreshTokenStore {
   rotate(hash: string, at: number): Promise<boolean>;
   revokeFamily(family: string, at: number): Promise<void>;
   revokeUser(userId: string, at: number): Promise<void>;
+}
+
+export interface HospitalRecord {
+  id: string;
+  name: string;
+  lat: number;
+  lng: number;
+  specialties: string[];
+  emergencyBeds: number;
+  icuBeds: number;
+  accepting: boolean;
+  approved: boolean;
+}
+
+export interface HospitalStore {
+  /** Inserts the seed hospitals (approved) when the table is empty; returns how many it added. */
+  seedIfEmpty(seed: Omit<HospitalRecord, "approved">[]): Promise<number>;
+  approved(): Promise<HospitalRecord[]>;
+  updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void>;
+}
+
+export interface StoredMedicalProfile {
+  patientId: string;
+  keyId: string;
+  wrappedKey: Buffer;
+  iv: Buffer;
+  tag: Buffer;
+  ciphertext: Buffer;
+  consentSharing: boolean;
+  consentVersion: number;
+  updatedAt: number;
+}
+
+export interface MedicalProfileStore {
+  upsert(p: StoredMedicalProfile): Promise<void>;
+  get(patientId: string): Promise<StoredMedicalProfile | undefined>;
+  /** Deletes the row and with it the wrapped data key: the profile is unreadable from then on. */
+  erase(patientId: string): Promise<boolean>;
+}
+
+export interface AuditLog {
+  append(entry: import("../src/audit/chain.ts").AuditEntry): Promise<void>;
 }

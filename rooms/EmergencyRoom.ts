@@ -66,8 +66,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p, p.idempotencyKey); } },
   };
 
-  /** Fires once, when the server creates the room after an authorized alert. */
-  onCreate(options: EmergencyCreateOptions): void {
+  /** Fires once, when the server creates the room after an authorized alert; no join is handled before it resolves. */
+  async onCreate(options: EmergencyCreateOptions): Promise<void> {
     const { config } = services();
     this.roomId = options.emergencyId;
     const now = Date.now();
@@ -94,6 +94,30 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     };
     this.runDispatch("first_aider");
     this.runDispatch("ambulance_crew");
+    if (!options.bypass) await this.loadProfile(options.patientId);
+  }
+
+  /** The patient's consented profile summary goes into the medical view; without it the emergency goes on. */
+  private async loadProfile(patientId: string): Promise<void> {
+    try {
+      const summary = await services().medical.summaryFor(patientId);
+      if (!summary) return;
+      const p = this.state.medical.profile;
+      p.shared = true;
+      p.bloodType = summary.bloodType;
+      p.allergies.push(...summary.allergies);
+      p.conditions.push(...summary.conditions);
+      p.medications.push(...summary.medications);
+    } catch (error) {
+      services().log.warn({ err: error, emergencyId: this.roomId }, "medical profile unavailable for this emergency");
+    }
+  }
+
+  /** Every disclosure of the profile summary to a party is audited. */
+  private auditDisclosure(p: Principal): void {
+    if (!this.state.medical.profile.shared) return;
+    services().medical.disclosed(p, this.state.patient.id, this.roomId)
+      .catch((error) => services().log.error({ err: error, emergencyId: this.roomId }, "audit write failed"));
   }
 
   /** Fires for every new socket join: verifies the token and that this party belongs here. */
@@ -114,6 +138,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (this.medicallyEntitled(client.auth)) {
       client.view = new StateView();
       client.view.add(this.state.medical);
+      this.auditDisclosure(client.auth);
     }
   }
 
@@ -691,6 +716,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (!this.entitled(p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
     const json = this.state.toJSON() as Record<string, unknown>;
     if (!this.medicallyEntitled(p)) delete json.medical;
+    else this.auditDisclosure(p);
     return { ok: true, emergency: json };
   }
 

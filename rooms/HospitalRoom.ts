@@ -74,9 +74,16 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     return result;
   }
 
-  /** Capacity from the wallboard or `POST /api/hospitals/{id}/availability`. */
-  setCapacity(c: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): { ok: true } {
-    const h = services().hospitals.updateAvailability(this.hospitalId, c);
+  /** Capacity from the wallboard or `POST /api/hospitals/{id}/availability`: stored, then shown. */
+  async setCapacity(c: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): Promise<{ ok: true }> {
+    const { hospitals, hospitalStore } = services();
+    const icuBeds = c.icuBeds ?? hospitals.get(this.hospitalId)?.icuBeds ?? 0;
+    try {
+      await hospitalStore.updateAvailability(this.hospitalId, { emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
+    } catch {
+      throw new HavenError("UNAVAILABLE", "capacity could not be stored; retry");
+    }
+    const h = hospitals.updateAvailability(this.hospitalId, { ...c, icuBeds });
     if (h) Object.assign(this.state, { emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
     return { ok: true };
   }

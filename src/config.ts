@@ -55,6 +55,21 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
 }
 
+function databaseUrl(env: Env): string | undefined {
+  const raw = str(env, "DATABASE_URL", undefined);
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("DATABASE_URL", "is not a URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError("DATABASE_URL", "must be a postgres:// URL");
+  }
+  return raw;
+}
+
 export type TransportChoice = "auto" | "uws" | "ws";
 
 export interface DispatchRoleConfig {
@@ -122,6 +137,18 @@ export interface Config {
   timelineLength: number;
   /** After handover or cancel, parties see the final state this long before the room closes. */
   closeGraceMs: number;
+
+  database: {
+    /** Postgres to use; absent means an embedded PostgreSQL in `dataDir`. */
+    url?: string;
+    dataDir: string;
+    embeddedPort: number;
+    poolMax: number;
+    connectTimeoutSeconds: number;
+    statementTimeoutMs: number;
+  };
+  /** Name of this node, recorded with what it writes. */
+  nodeName: string;
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -201,5 +228,14 @@ export function loadConfig(env: Env = process.env): Config {
     reconnectWindowSeconds: int(env, "HAVEN_RECONNECT_WINDOW_SECONDS", 60, 0, 3600),
     timelineLength: int(env, "HAVEN_TIMELINE_LENGTH", 64, 8, 1024),
     closeGraceMs: int(env, "HAVEN_CLOSE_GRACE_MS", 10_000, 0, 600_000),
+    database: {
+      url: databaseUrl(env),
+      dataDir: str(env, "HAVEN_DATA_DIR", new URL("../.data", import.meta.url).pathname)!,
+      embeddedPort: int(env, "HAVEN_EMBEDDED_PG_PORT", 5499, 1024, 65535),
+      poolMax: int(env, "HAVEN_DB_POOL_MAX", 10, 1, 200),
+      connectTimeoutSeconds: int(env, "HAVEN_DB_CONNECT_TIMEOUT_SECONDS", 5, 1, 120),
+      statementTimeoutMs: int(env, "HAVEN_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000),
+    },
+    nodeName: str(env, "HAVEN_NODE_NAME", `node-${process.pid}`)!,
   };
 }

@@ -1,11 +1,14 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { setServices, type Services } from "./services.ts";
 import { TokenService } from "./auth/tokens.ts";
 import { Accounts } from "./auth/accounts.ts";
-import { MemoryRefreshTokenStore, MemoryResponderStore, MemoryUserStore } from "../persistence/memory.ts";
+import { openDatabase, migrate } from "../persistence/db.ts";
+import { PgAuditLog, PgHospitalStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
+import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import { ConstantSpeedEta } from "./domain/eta.ts";
@@ -63,17 +66,26 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (tokens.ephemeral) {
     log.warn("HAVEN_TOKEN_SECRET_KEY is not set: tokens are signed with a key generated for this process and die with it");
   }
-  const hospitals = HospitalDirectory.fromFile(config.hospitals.file);
   const urbanAreas = JSON.parse(readFileSync(config.urbanAreasFile, "utf8")) as Circle[];
+  const masterKey = loadMasterKey(process.env, config.env === "production", config.database.dataDir, log);
+  const selected = await selectTransport(config, log);
+
+  const db = await openDatabase({ ...config.database, dataDir: join(config.database.dataDir, "postgres") }, log);
+  await migrate(db.sql, log);
+  const hospitalStore = new PgHospitalStore(db.sql);
+  const seeded = await hospitalStore.seedIfEmpty(HospitalDirectory.fromFile(config.hospitals.file).all());
+  if (seeded > 0) log.info({ seeded, file: config.hospitals.file }, "hospitals seeded into the database");
+  const hospitals = new HospitalDirectory(await hospitalStore.approved() as never);
 
   const s: Services = {
-    config, log, tokens, hospitals, urbanAreas,
-    users: new MemoryUserStore(),
-    responders: new MemoryResponderStore(),
-    refreshTokens: new MemoryRefreshTokenStore(),
+    config, log, tokens, hospitals, hospitalStore, urbanAreas,
+    users: new PgUserStore(db.sql),
+    responders: new PgResponderStore(db.sql),
+    refreshTokens: new PgRefreshTokenStore(db.sql),
     eta: new ConstantSpeedEta(config.eta.speedKmh),
     duty: new DutyIndex(),
     emergencies: new EmergencyRegistry(),
+    medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit: new PgAuditLog(db.sql), master: masterKey, node: config.nodeName }),
   };
   setServices(s);
 
@@ -84,7 +96,6 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   });
   if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
 
-  const selected = await selectTransport(config, log);
   let ready = false;
   const server = new HavenServer({ transport: selected.transport, greet: false, logger: colyseusLogger(log) } as ServerOptions);
   server.define("emergency", EmergencyRoom);
@@ -94,6 +105,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     ready = false;
     log.info("shutting down: rooms are closing and clients are told to reconnect");
   });
+  server.onShutdown(() => db.close());
 
   selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, ready: () => ready }));
   await server.listenOn(config.port, config.host);
@@ -101,6 +113,6 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   ready = true;
 
   const port = selected.boundPort(config.port);
-  log.info({ port, transport: selected.name, hospitals: hospitals.all().length }, `Haven listening on port ${port} (transport: ${selected.name})`);
+  log.info({ port, transport: selected.name, hospitals: hospitals.all().length, database: db.embedded ? "embedded" : "external" }, `Haven listening on port ${port} (transport: ${selected.name})`);
   return { port, transport: selected.name, services: s };
 }

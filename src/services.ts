@@ -1,12 +1,13 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { TokenService } from "./auth/tokens.ts";
-import type { RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
+import type { HospitalStore, RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
 import type { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import type { EtaProvider } from "./domain/eta.ts";
 import type { DutyIndex } from "./domain/duty.ts";
 import type { EmergencyRegistry } from "./domain/emergencies.ts";
+import type { MedicalProfiles } from "./medical/service.ts";
 
 /**
  * What the room actors and HTTP handlers share in one process. Rooms are constructed by the
@@ -20,10 +21,12 @@ export interface Services {
   responders: ResponderStore;
   refreshTokens: RefreshTokenStore;
   hospitals: HospitalDirectory;
+  hospitalStore: HospitalStore;
   urbanAreas: Circle[];
   eta: EtaProvider;
   duty: DutyIndex;
   emergencies: EmergencyRegistry;
+  medical: MedicalProfiles;
 }
 
 let current: Services | undefined;

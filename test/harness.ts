@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import postgres from "postgres";
 import { createServer } from "node:net";
 import { randomUUID } from "node:crypto";
 import { Client, type Room } from "@colyseus/sdk";
@@ -36,8 +37,48 @@ export interface Haven {
   http<T = any>(method: string, path: string, body?: unknown, token?: string, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
 }
 
+/** The machine's Postgres (tests start it when it is down; they never skip). */
+export const PG_ADMIN_URL = process.env.HAVEN_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+let pgChecked = false;
+async function ensurePostgres(): Promise<void> {
+  if (pgChecked) return;
+  const probe = postgres(PG_ADMIN_URL, { max: 1, connect_timeout: 3, onnotice: () => {} });
+  try {
+    await probe`select 1`;
+  } catch {
+    const versions = execFileSync("ls", ["/etc/postgresql"]).toString().trim().split("\n");
+    execFileSync("pg_ctlcluster", ["--skip-systemctl-redirect", versions.at(-1)!, "main", "start"], { stdio: "inherit" });
+    await probe`select 1`;
+  } finally {
+    await probe.end({ timeout: 1 });
+  }
+  pgChecked = true;
+}
+
+/** A fresh database on the machine's Postgres; dropped by `drop()`. */
+export async function freshDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  await ensurePostgres();
+  const name = `haven_t_${randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`); // a generated identifier, not user data
+  await admin.end({ timeout: 1 });
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      const a = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
+      await a.unsafe(`drop database if exists ${name} with (force)`);
+      await a.end({ timeout: 1 });
+    },
+  };
+}
+
 export async function startHaven(env: Record<string, string> = {}): Promise<Haven> {
   const port = await freePort();
+  const db = env.DATABASE_URL ? undefined : await freshDatabase();
   const logs: string[] = [];
   const proc = spawn(process.execPath, ["src/main.ts"], {
     cwd: root,
@@ -50,6 +91,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
       HAVEN_BOOTSTRAP_OPS_EMAIL: OPS.email,
       HAVEN_BOOTSTRAP_OPS_PASSWORD: OPS.password,
       HAVEN_TRANSPORT: process.env.HAVEN_TRANSPORT ?? "auto",
+      ...(db ? { DATABASE_URL: db.url } : {}),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -83,11 +125,13 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
   return {
     url, port, transport: health.transport, proc, logs, http,
     async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((r) => proc.once("exit", r));
-      proc.kill("SIGTERM");
-      await Promise.race([exited, sleep(8000)]);
-      if (proc.exitCode === null) proc.kill("SIGKILL");
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.kill("SIGTERM");
+        await Promise.race([exited, sleep(8000)]);
+        if (proc.exitCode === null) proc.kill("SIGKILL");
+      }
+      await db?.drop();
     },
   };
 }

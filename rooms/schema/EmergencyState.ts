@@ -14,8 +14,18 @@ export const Signs = schema({
 }, "Signs");
 export type Signs = SchemaType<typeof Signs>;
 
+/** The patient's own medical profile, as much as a responder needs, when the patient consented. */
+export const ProfileSummary = schema({
+  shared: t.boolean().default(false),
+  bloodType: t.string().default(""),
+  allergies: t.array("string"),
+  conditions: t.array("string"),
+  medications: t.array("string"),
+}, "ProfileSummary");
+export type ProfileSummary = SchemaType<typeof ProfileSummary>;
+
 /**
- * Medical details (ATMIST assessment). Tagged `.view()` on the state: only clients whose
+ * Medical details (the patient's profile summary and the ATMIST assessment). Tagged `.view()` on the state: only clients whose
  * StateView holds it — the assigned responders and the receiving hospital — ever receive it.
  */
 export const Medical = schema({
@@ -29,6 +39,7 @@ export const Medical = schema({
   suspected: t.array("string"),
   assessedBy: t.string().default(""),
   assessedAt: t.float64().default(0),
+  profile: ProfileSummary,
 }, "Medical");
 export type Medical = SchemaType<typeof Medical>;
 

@@ -154,6 +154,21 @@ export function buildApi(ctx: ApiContext): Router {
     return ok({ id: h.id, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting, updatedAt: h.updatedAt });
   });
 
+  // ---------------------------------------------------------------- medical profile (the patient's own)
+  router.on("POST", "/api/medical-profile", async (req) => {
+    const p = await principalOf(req);
+    return ok(await s.medical.save(p, jsonBody(req), "create"), 201);
+  });
+  router.on("PUT", "/api/medical-profile", async (req) => {
+    const p = await principalOf(req);
+    return ok(await s.medical.save(p, jsonBody(req), "update"));
+  });
+  router.on("GET", "/api/medical-profile", async (req) => ok(await s.medical.read(await principalOf(req))));
+  router.on("DELETE", "/api/medical-profile", async (req) => {
+    await s.medical.erase(await principalOf(req));
+    return { status: 204 };
+  });
+
   // ---------------------------------------------------------------- responders
   router.on("POST", "/api/duty", async (req) => {
     const p = await principalOf(req);

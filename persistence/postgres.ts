@@ -1,0 +1,204 @@
+import type { Sql } from "./db.ts";
+import type {
+  AuditLog, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
+  StoredMedicalProfile, User, UserStore,
+} from "./stores.ts";
+import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
+import type { Role } from "../src/auth/tokens.ts";
+
+/**
+ * Postgres implementations of the account stores. Every statement is a tagged template
+ * (parameterized); no user data ever reaches `sql.unsafe`.
+ */
+
+const UNIQUE_VIOLATION = "23505";
+
+interface UserRow {
+  id: string; email: string; name: string; phone: string | null; role: Role;
+  password_hash: string; hospital_id: string | null; created_at: Date;
+}
+
+const toUser = (r: UserRow): User => ({
+  id: r.id, email: r.email, name: r.name, phone: r.phone ?? undefined, role: r.role,
+  passwordHash: r.password_hash, hospitalId: r.hospital_id ?? undefined, createdAt: r.created_at.getTime(),
+});
+
+export class PgUserStore implements UserStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async create(u: User): Promise<void> {
+    try {
+      await this.sql`
+        insert into users (id, email, name, phone, role, password_hash, hospital_id, created_at)
+        values (${u.id}, ${u.email.toLowerCase()}, ${u.name}, ${u.phone ?? null}, ${u.role}, ${u.passwordHash}, ${u.hospitalId ?? null}, ${new Date(u.createdAt)})`;
+    } catch (error) {
+      if ((error as { code?: string }).code === UNIQUE_VIOLATION) throw Object.assign(new Error("email taken"), { duplicate: true });
+      throw error;
+    }
+  }
+
+  async byEmail(email: string): Promise<User | undefined> {
+    const [r] = await this.sql<UserRow[]>`select id, email, name, phone, role, password_hash, hospital_id, created_at from users where email = ${email.toLowerCase()}`;
+    return r ? toUser(r) : undefined;
+  }
+
+  async byId(id: string): Promise<User | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    const [r] = await this.sql<UserRow[]>`select id, email, name, phone, role, password_hash, hospital_id, created_at from users where id = ${id}`;
+    return r ? toUser(r) : undefined;
+  }
+}
+
+export class PgResponderStore implements ResponderStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async upsert(r: Responder): Promise<void> {
+    await this.sql`
+      insert into responders (user_id, kind, verified, verified_by, verified_at)
+      values (${r.userId}, ${r.kind}, ${r.verified}, ${r.verifiedBy ?? null}, ${r.verifiedAt ? new Date(r.verifiedAt) : null})
+      on conflict (user_id) do update set verified = excluded.verified, verified_by = excluded.verified_by, verified_at = excluded.verified_at`;
+  }
+
+  async get(userId: string): Promise<Responder | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(userId)) return undefined;
+    const [r] = await this.sql<{ user_id: string; kind: Responder["kind"]; verified: boolean; verified_by: string | null; verified_at: Date | null }[]>`
+      select user_id, kind, verified, verified_by, verified_at from responders where user_id = ${userId}`;
+    return r && {
+      userId: r.user_id, kind: r.kind, verified: r.verified,
+      verifiedBy: r.verified_by ?? undefined, verifiedAt: r.verified_at?.getTime(),
+    };
+  }
+}
+
+export class PgRefreshTokenStore implements RefreshTokenStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async put(r: RefreshTokenRecord): Promise<void> {
+    await this.sql`
+      insert into refresh_tokens (hash, user_id, family, expires_at)
+      values (${r.hash}, ${r.userId}, ${r.family}, ${new Date(r.expiresAt)})`;
+  }
+
+  async get(hash: string): Promise<RefreshTokenRecord | undefined> {
+    const [r] = await this.sql<{ hash: string; user_id: string; family: string; expires_at: Date; rotated_at: Date | null; revoked_at: Date | null }[]>`
+      select hash, user_id, family, expires_at, rotated_at, revoked_at from refresh_tokens where hash = ${hash}`;
+    return r && {
+      hash: r.hash, userId: r.user_id, family: r.family, expiresAt: r.expires_at.getTime(),
+      rotatedAt: r.rotated_at?.getTime(), revokedAt: r.revoked_at?.getTime(),
+    };
+  }
+
+  /** One statement: only the first of two concurrent refreshes with the same token wins. */
+  async rotate(hash: string, at: number): Promise<boolean> {
+    const rows = await this.sql`
+      update refresh_tokens set rotated_at = ${new Date(at)}
+      where hash = ${hash} and rotated_at is null and revoked_at is null
+      returning hash`;
+    return rows.length === 1;
+  }
+
+  async revokeFamily(family: string, at: number): Promise<void> {
+    await this.sql`update refresh_tokens set revoked_at = ${new Date(at)} where family = ${family} and revoked_at is null`;
+  }
+
+  async revokeUser(userId: string, at: number): Promise<void> {
+    await this.sql`update refresh_tokens set revoked_at = ${new Date(at)} where user_id = ${userId} and revoked_at is null`;
+  }
+}
+
+interface HospitalRow {
+  id: string; name: string; lat: number; lng: number; specialties: string[];
+  emergency_beds: number; icu_beds: number; accepting: boolean; approved: boolean;
+}
+
+export class PgHospitalStore implements HospitalStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async seedIfEmpty(seed: Omit<HospitalRecord, "approved">[]): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      // one node seeds; the others wait here and then find the table filled
+      await tx`select pg_advisory_xact_lock(7243001)`;
+      const [{ n }] = await tx<{ n: number }[]>`select count(*)::int as n from hospitals`;
+      if (n > 0) return 0;
+      for (const h of seed) {
+        await tx`
+          insert into hospitals (id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved, approved_at)
+          values (${h.id}, ${h.name}, ${h.lat}, ${h.lng}, ${h.specialties}, ${h.emergencyBeds}, ${h.icuBeds}, ${h.accepting}, true, now())`;
+      }
+      return seed.length;
+    });
+  }
+
+  async approved(): Promise<HospitalRecord[]> {
+    const rows = await this.sql<HospitalRow[]>`
+      select id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved
+      from hospitals where approved order by id`;
+    return rows.map((r) => ({
+      id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
+      emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
+    }));
+  }
+
+  async updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void> {
+    await this.sql`
+      update hospitals set emergency_beds = ${a.emergencyBeds}, icu_beds = ${a.icuBeds}, accepting = ${a.accepting}, updated_at = now()
+      where id = ${id}`;
+  }
+}
+
+export class PgMedicalProfileStore implements MedicalProfileStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async upsert(p: StoredMedicalProfile): Promise<void> {
+    await this.sql`
+      insert into medical_profiles (patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at)
+      values (${p.patientId}, ${p.keyId}, ${p.wrappedKey}, ${p.ciphertext}, ${p.iv}, ${p.tag}, ${p.consentSharing}, ${p.consentVersion}, ${new Date(p.updatedAt)})
+      on conflict (patient_id) do update set key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,
+        ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag, consent_sharing = excluded.consent_sharing,
+        consent_version = excluded.consent_version, updated_at = excluded.updated_at`;
+  }
+
+  async get(patientId: string): Promise<StoredMedicalProfile | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(patientId)) return undefined;
+    const [r] = await this.sql<{
+      patient_id: string; key_id: string; wrapped_key: Buffer; ciphertext: Buffer; iv: Buffer; tag: Buffer;
+      consent_sharing: boolean; consent_version: number; updated_at: Date;
+    }[]>`select patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at
+         from medical_profiles where patient_id = ${patientId}`;
+    return r && {
+      patientId: r.patient_id, keyId: r.key_id, wrappedKey: r.wrapped_key, ciphertext: r.ciphertext, iv: r.iv, tag: r.tag,
+      consentSharing: r.consent_sharing, consentVersion: r.consent_version, updatedAt: r.updated_at.getTime(),
+    };
+  }
+
+  async erase(patientId: string): Promise<boolean> {
+    if (!/^[0-9a-f-]{36}$/i.test(patientId)) return false;
+    const rows = await this.sql`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
+    return rows.length === 1;
+  }
+}
+
+/** The audit log: append-only (a trigger refuses UPDATE and DELETE) and hash-chained. */
+export class PgAuditLog implements AuditLog {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async append(entry: AuditEntry): Promise<void> {
+    await this.sql.begin(async (tx) => {
+      // the chain needs one writer at a time, cluster-wide
+      await tx`select pg_advisory_xact_lock(7243002)`;
+      const [last] = await tx<{ hash: Buffer }[]>`select hash from audit_log order by seq desc limit 1`;
+      const prev = last?.hash ?? null;
+      const hash = chainHash(prev, entry);
+      await tx`
+        insert into audit_log (at, actor, actor_role, action, subject, emergency_id, fields, break_glass, reason, node, outcome, prev_hash, hash)
+        values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
+                ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
+    });
+  }
+}
