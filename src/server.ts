@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -70,7 +69,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   const masterKey = loadMasterKey(process.env, config.env === "production", config.database.dataDir, log);
   const selected = await selectTransport(config, log);
 
-  const db = await openDatabase({ ...config.database, dataDir: join(config.database.dataDir, "postgres") }, log);
+  const db = await openDatabase(config.database, log);
   await migrate(db.sql, log);
   const hospitalStore = new PgHospitalStore(db.sql);
   const seeded = await hospitalStore.seedIfEmpty(HospitalDirectory.fromFile(config.hospitals.file).all());
