@@ -29,6 +29,8 @@ export async function freePort(): Promise<number> {
 
 export interface Haven {
   url: string;
+  /** The server's database (a fresh one per server unless the test passed DATABASE_URL). */
+  databaseUrl: string;
   port: number;
   transport: string;
   proc: ChildProcess;
@@ -123,7 +125,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
   };
 
   return {
-    url, port, transport: health.transport, proc, logs, http,
+    url, port, transport: health.transport, proc, logs, http, databaseUrl: env.DATABASE_URL ?? db!.url,
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
@@ -240,11 +242,11 @@ export async function rejection(p: Promise<unknown>): Promise<{ code: string; me
  * An emergency with its patient, an assigned first-aider and an assigned ambulance crew, each
  * joined to the emergency room.
  */
-export async function scenario(h: Haven, ops: Account, at: { lat: number; lng: number }) {
+export async function scenario(h: Haven, ops: Account, at: { lat: number; lng: number }, patientAccount?: Account) {
   const near = (m: number) => ({ lat: at.lat + m / 111_320, lng: at.lng });
   const fa = await onDuty(h, ops, "first_aider", near(50));
   const crew = await onDuty(h, ops, "ambulance_crew", near(900));
-  const patient = await account(h, "patient");
+  const patient = patientAccount ?? await account(h, "patient");
   const alert = await h.http("POST", "/api/emergency/alert", at, patient.token);
   const id = alert.body.emergencyId as string;
   for (const r of [fa, crew]) {

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -104,6 +104,7 @@ describe("migrations", () => {
   it("two nodes migrating one empty database together: each migration applied once, both succeed", async () => {
     const url = await freshDatabase();
     const holder = client(url);
+    const observer = client(url);
     const a = client(url);
     const b = client(url);
     // Hold the migration lock so that both really wait on it together, then let go.
@@ -115,9 +116,9 @@ describe("migrations", () => {
     });
     const both = Promise.all([migrate(a, silent), migrate(b, silent)]);
     for (let i = 0; ; i++) {
-      const [{ n }] = await holder.unsafe<{ n: number }[]>(
-        "select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())",
-      ).catch(() => [{ n: -1 }]);
+      const [{ n }] = await observer<{ n: number }[]>`
+        select count(*)::int as n from pg_locks
+        where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`;
       if (n === 2) break;
       if (i > 100) throw new Error(`expected two waiters on the migration lock, saw ${n}`);
       await sleep(20);
@@ -181,6 +182,8 @@ describe("embedded PostgreSQL", () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "haven-embedded-"));
+    // Run as root, PostgreSQL runs as the user postgres, which must be able to reach the data.
+    await chmod(dir, 0o711);
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
