@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChildProcess } from "node:child_process";
@@ -275,6 +275,20 @@ async function clearStaleLock(pgdata: string, log: Logger): Promise<void> {
   }
 }
 
+/**
+ * Run as root, PostgreSQL runs as the user `postgres`, which needs to traverse every directory
+ * above its cluster: names the first one it (probably) cannot.
+ */
+async function unreachableHint(dataDir: string): Promise<string> {
+  for (let dir = dataDir; ; dir = dirname(dir)) {
+    const s = await stat(dir).catch(() => undefined);
+    if (s && (s.mode & 0o001) === 0) {
+      return ` (Haven runs as root, so PostgreSQL runs as the user postgres, which cannot enter ${dir}: chmod o+x ${dir}, or choose another HAVEN_DATA_DIR)`;
+    }
+    if (dir === dirname(dir)) return "";
+  }
+}
+
 async function openEmbedded(o: DatabaseOptions, log: Logger): Promise<Database> {
   const t0 = performance.now();
   const elog = log.child({ component: "embedded-postgres" });
@@ -327,7 +341,9 @@ async function openEmbedded(o: DatabaseOptions, log: Logger): Promise<Database> 
     try {
       await ep.initialise();
     } catch (error) {
-      throw new Error(`could not initialise the embedded PostgreSQL in ${pgdata}: ${(error as Error).message}`, { cause: error });
+      const message = (error as Error).message.trim();
+      const hint = isRoot && /Permission denied/.test(message) ? await unreachableHint(dataDir) : "";
+      throw new Error(`could not initialise the embedded PostgreSQL in ${pgdata}: ${message}${hint}`, { cause: error });
     }
     initialiseMs = Math.round(performance.now() - t);
   }
@@ -422,7 +438,7 @@ async function startEmbedded(ep: EmbeddedPostgres, port: number, pgdata: string,
     } catch (error) {
       const child = childOf(ep);
       if (child && !exited(child)) child.kill("SIGQUIT");
-      const fatal = recent.filter((l) => /FATAL|PANIC|ERROR/.test(l));
+      const fatal = recent.filter((l) => /FATAL|PANIC|ERROR|HINT|could not/.test(l));
       const reason = (fatal.length ? fatal : recent.slice(-5)).join(" | ") || (error as Error | undefined)?.message || "exited";
       if (attempt < 3 && /shared memory block|lock file/.test(reason)) {
         log.warn({ attempt, reason }, "the embedded PostgreSQL could not start yet: retrying");
