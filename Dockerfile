@@ -33,14 +33,20 @@ COPY src ./src
 COPY rooms ./rooms
 COPY persistence ./persistence
 COPY data ./data
+# Without DATABASE_URL the server runs an embedded PostgreSQL with its data here; mount a volume.
+RUN mkdir -p /var/lib/haven && chown 10001:10001 /var/lib/haven && chmod 0711 /var/lib/haven
+VOLUME ["/var/lib/haven"]
 USER 10001:10001
 
-# HAVEN_ENV=production makes HAVEN_TOKEN_SECRET_KEY (a PASERK k4.secret key) mandatory:
-# without it the server refuses to start (exit code 2). Pass it at run time, never bake it
-# into the image, e.g. `docker run -e HAVEN_TOKEN_SECRET_KEY=...` or an orchestrator
-# secret. To generate one:
+# HAVEN_ENV=production makes two secrets mandatory: HAVEN_TOKEN_SECRET_KEY (a PASERK k4.secret
+# key) and HAVEN_MEDICAL_MASTER_KEY (32 random bytes, base64). Without them the server refuses to
+# start (exit code 2). Pass them at run time, never bake them into the image, e.g.
+# `docker run -e HAVEN_TOKEN_SECRET_KEY=... -e HAVEN_MEDICAL_MASTER_KEY=...` or orchestrator
+# secrets. To generate them:
 #   docker run --rm haven node --input-type=module -e "import('/app/src/auth/tokens.ts').then(async m => console.log(await m.TokenService.generateSecretKey()))"
-ENV NODE_ENV=production HAVEN_ENV=production PORT=2567
+#   head -c 32 /dev/urandom | base64
+# Point DATABASE_URL at a managed PostgreSQL for anything beyond one node.
+ENV NODE_ENV=production HAVEN_ENV=production PORT=2567 HAVEN_DATA_DIR=/var/lib/haven
 EXPOSE 2567
 
 # No curl in the image: Node's fetch. Healthy only on HTTP 200 with "status":"ok".

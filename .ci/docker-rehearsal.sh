@@ -26,8 +26,8 @@
 # against a port nobody listens on, and after STOPSIGNAL the server must exit 0 within
 # 10 s (docker stop's default grace period).
 #
-# Not rehearsed: the runtime stage's RUN (groupadd/useradd: setpriv uses the numeric ids
-# instead), EXPOSE (only checked against PORT), the base image's docker-entrypoint.sh
+# The runtime stage's RUN lines (the user, the data folder) run as written in the root.
+# Not rehearsed: EXPOSE (only checked against PORT), the base image's docker-entrypoint.sh
 # (it `exec`s the CMD, so node is PID 1 in the container too), the network namespace (the
 # server binds HOST's default, 0.0.0.0, on a free port of this machine while it runs).
 #
@@ -346,8 +346,14 @@ in_root() {
   only "$builder" WORKDIR; FROM_WORKDIRS[$builder]=$ARG
   rm -rf --one-file-system "$APP_DIR"; mkdir -p "$APP_DIR"
   do_copies "" "$APP_DIR"
+  # the runtime stage's RUN lines (the user, the data folder), as written, on a clean slate
+  userdel haven >/dev/null 2>&1 || true; groupdel haven >/dev/null 2>&1 || true
+  rm -rf --one-file-system /var/lib/haven
   args_of "" RUN
-  for line in "${ARGS[@]}"; do say "not rehearsed: RUN ${line:0:90}..."; done
+  for line in "${ARGS[@]}"; do
+    say "RUN ${line:0:110}"
+    bash -c "set -e; $line" || fail "the runtime stage's RUN failed: $line"
+  done
   say "app directory: $(cd "$APP_DIR" && ls -A | paste -sd' ')"
 
   # ---------------------------------------------------------------- run
@@ -366,7 +372,8 @@ in_root() {
 
   port=$(free_port)
   step "start: ${IMAGE_CMD[*]} as uid $IMAGE_UID:$IMAGE_GID, PID 1 of a new PID namespace, PORT=$port"
-  RUN_ENV=("PORT=$port" "HAVEN_TOKEN_SECRET_KEY=$HAVEN_TOKEN_SECRET_KEY")
+  HAVEN_MEDICAL_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+  RUN_ENV=("PORT=$port" "HAVEN_TOKEN_SECRET_KEY=$HAVEN_TOKEN_SECRET_KEY" "HAVEN_MEDICAL_MASTER_KEY=$HAVEN_MEDICAL_MASTER_KEY")
   cd "$APP_DIR"
   unshare --pid --fork --mount-proc --propagation unchanged --kill-child \
     setpriv --reuid="$IMAGE_UID" --regid="$IMAGE_GID" --clear-groups \

@@ -18,6 +18,10 @@ const log = createLogger(config.logLevel);
 try {
   await startHaven(config, log);
 } catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`haven: invalid configuration: ${error.message}\n`);
+    process.exit(2);
+  }
   log.fatal({ err: error }, `haven could not start: ${(error as Error).message}`);
   process.exit(1);
 }
