@@ -34,6 +34,13 @@ describe("start-up", () => {
     expect(output).toContain("HAVEN_TOKEN_SECRET_KEY");
   });
 
+  it("production without a medical master key refuses to start, naming it", async () => {
+    const { TokenService } = await import("../src/auth/tokens.ts");
+    const { code, output } = await runToExit({ HAVEN_ENV: "production", HAVEN_TOKEN_SECRET_KEY: await TokenService.generateSecretKey(), HAVEN_MEDICAL_MASTER_KEY: "" });
+    expect(code).toBe(2);
+    expect(output).toContain("HAVEN_MEDICAL_MASTER_KEY");
+  });
+
   it("auto transport: uWebSockets.js where it loads, otherwise ws with one loud log line saying why", async () => {
     const h = await startHaven({ HAVEN_TRANSPORT: "auto" });
     try {
