@@ -143,6 +143,26 @@ export class PgHospitalStore implements HospitalStore {
     }));
   }
 
+  async register(h: Omit<HospitalRecord, "approved">, _by: string): Promise<boolean> {
+    const rows = await this.sql`
+      insert into hospitals (id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved)
+      values (${h.id}, ${h.name}, ${h.lat}, ${h.lng}, ${h.specialties}, ${h.emergencyBeds}, ${h.icuBeds}, ${h.accepting}, false)
+      on conflict (id) do nothing
+      returning id`;
+    return rows.length === 1;
+  }
+
+  async approve(id: string, by: string): Promise<HospitalRecord | undefined> {
+    const [r] = await this.sql<HospitalRow[]>`
+      update hospitals set approved = true, approved_by = ${/^[0-9a-f-]{36}$/i.test(by) ? by : null}, approved_at = now(), updated_at = now()
+      where id = ${id}
+      returning id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved`;
+    return r && {
+      id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
+      emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
+    };
+  }
+
   async updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void> {
     await this.sql`
       update hospitals set emergency_beds = ${a.emergencyBeds}, icu_beds = ${a.icuBeds}, accepting = ${a.accepting}, updated_at = now()

@@ -72,6 +72,10 @@ export interface HospitalStore {
   seedIfEmpty(seed: Omit<HospitalRecord, "approved">[]): Promise<number>;
   approved(): Promise<HospitalRecord[]>;
   updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void>;
+  /** A hospital registering itself: stored unapproved; false when the id is taken. */
+  register(h: Omit<HospitalRecord, "approved">, by: string): Promise<boolean>;
+  /** Ops approval: the approved record, or undefined for an unknown id. */
+  approve(id: string, by: string): Promise<HospitalRecord | undefined>;
 }
 
 export interface StoredMedicalProfile {

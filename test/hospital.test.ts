@@ -77,6 +77,31 @@ describe("hospital matching and fallback", () => {
   });
 });
 
+describe("hospital onboarding", () => {
+  it("a registered hospital waits for ops approval, then is matched and has a wallboard", async () => {
+    const someone = await account(h, "patient");
+    const reg = { id: "thika-level5", name: "Thika Level 5 Hospital", lat: -1.0333, lng: 37.0693, specialties: ["trauma", "general"], emergencyBeds: 12, icuBeds: 2, accepting: true };
+    expect((await h.http("POST", "/api/hospitals", reg, someone.token))).toMatchObject({ status: 201, body: { approved: false } });
+    expect((await h.http("POST", "/api/hospitals", reg, someone.token))).toMatchObject({ status: 409, body: { code: "HOSPITAL_EXISTS" } });
+    expect((await h.http("POST", "/api/hospitals", { ...reg, id: "x2", specialties: ["astrology"] }, someone.token)).status).toBe(400);
+    expect((await h.http("GET", "/api/hospitals/thika-level5/capabilities", undefined, someone.token)).status).toBe(404);
+    expect((await h.http("POST", "/api/auth/register", { email: "thika-admin@haven.test", password: "a-long-password-1", name: "Admin", role: "hospital_admin", hospitalId: "thika-level5" }, ops.token)).status).toBe(404);
+
+    expect((await h.http("POST", "/api/hospitals/thika-level5/approval", { approved: true }, someone.token)).status).toBe(403);
+    expect((await h.http("POST", "/api/hospitals/thika-level5/approval", { approved: true }, ops.token))).toMatchObject({ status: 200, body: { approved: true } });
+    expect((await h.http("GET", "/api/hospitals/thika-level5/capabilities", undefined, someone.token)).body).toMatchObject({ id: "thika-level5", specialties: ["trauma", "general"] });
+    const admin = await account(h, "hospital_admin", { hospitalId: "thika-level5", by: ops });
+    const board = await join(h, admin.token, "hospital-thika-level5");
+    expect(board.state.name).toBe("Thika Level 5 Hospital");
+
+    const s = await scenario(h, ops, { lat: -1.0340, lng: 37.0690 });
+    await s.faRoom.request("assessment", { mechanism: "fall from a scaffold", injuries: ["closed head injury"], treatment: [], suspected: ["trauma"] });
+    await waitFor(s.pRoom, (st) => st.hospital.id === "thika-level5" && st.hospital.status === "notified", 2000, "the new hospital is matched");
+    await waitFor(board, (st) => st.incoming.has(s.id), 2000, "on its wallboard");
+    await board.leave();
+  });
+});
+
 describe("hospital REST", () => {
   it("nearby, capabilities and availability answer with what they should, to whom they should", async () => {
     const patient = await account(h, "patient");

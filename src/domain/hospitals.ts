@@ -60,6 +60,15 @@ export class HospitalDirectory {
     return new HospitalDirectory(data as Omit<Hospital, "updatedAt">[]);
   }
 
+  /** An approved hospital joins the directory (idempotent). */
+  add(h: Omit<Hospital, "updatedAt">): Hospital {
+    const existing = this.byId.get(h.id);
+    if (existing) return existing;
+    const added = { ...h, specialties: [...h.specialties], updatedAt: Date.now() };
+    this.byId.set(h.id, added);
+    return added;
+  }
+
   get(id: string): Hospital | undefined {
     return this.byId.get(id);
   }

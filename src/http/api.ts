@@ -9,6 +9,7 @@ import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from ".
 import { dutyRoomId, type DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { hospitalRoomId, type CallResult } from "../../rooms/EmergencyRoom.ts";
 import { metricsText } from "./metrics.ts";
+import type { Specialty } from "../domain/hospitals.ts";
 
 export interface ApiContext {
   accounts: Accounts;
@@ -142,6 +143,23 @@ export function buildApi(ctx: ApiContext): Router {
     const h = s.hospitals.get(id);
     if (!h) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
     return ok({ id: h.id, name: h.name, specialties: h.specialties, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting, updatedAt: h.updatedAt });
+  });
+  router.on("POST", "/api/hospitals", async (req) => {
+    const p = await principalOf(req);
+    if (p.bypass) throw new HavenError("FORBIDDEN", "register a hospital with an account");
+    const body = validate<{ id: string; name: string; lat: number; lng: number; specialties: Specialty[]; emergencyBeds: number; icuBeds: number; accepting: boolean }>("hospitalRegistration", jsonBody(req));
+    if (!(await s.hospitalStore.register(body, p.sub))) throw new HavenError("HOSPITAL_EXISTS", `a hospital with id ${body.id} exists`);
+    return ok({ id: body.id, approved: false }, 201);
+  });
+  router.on("POST", "/api/hospitals/:id/approval", async (req, { id }) => {
+    const p = await principalOf(req);
+    requireRole(p, ["ops_admin"]);
+    validate("hospitalApproval", jsonBody(req));
+    const record = await s.hospitalStore.approve(id, p.sub);
+    if (!record) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
+    s.hospitals.add({ ...record, specialties: record.specialties as Specialty[] });
+    if (!matchMaker.getLocalRoomById(hospitalRoomId(id))) await matchMaker.createRoom("hospital", { hospitalId: id });
+    return ok({ id, approved: true });
   });
   router.on("POST", "/api/hospitals/:id/availability", async (req, { id }) => {
     const p = await principalOf(req);

@@ -121,6 +121,17 @@ const schemas = {
     accepting: { type: "boolean" },
   },
   dutyStart: { $$strict: true },
+  hospitalRegistration: {
+    $$strict: true,
+    id: { type: "string", min: 2, max: 64, pattern: /^[a-z0-9][a-z0-9-]*$/ },
+    name: { type: "string", min: 1, max: 200 },
+    lat, lng,
+    specialties: { type: "array", min: 1, max: SPECIALTIES.length, unique: true, items: { type: "enum", values: SPECIALTIES } },
+    emergencyBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+    icuBeds: { type: "number", integer: true, min: 0, max: 10_000 },
+    accepting: { type: "boolean" },
+  },
+  hospitalApproval: { $$strict: true, approved: { type: "enum", values: [true] } },
   verifyResponder: { $$strict: true, verified: { type: "boolean" } },
   joinOptions: { $$strict: true },
 } as const;
