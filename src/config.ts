@@ -4,6 +4,8 @@
  * variable, and `main.ts` turns it into a non-zero exit.
  */
 
+import type { DatabaseOptions } from "../persistence/db.ts";
+
 export class ConfigError extends Error {
   readonly variable: string;
   constructor(variable: string, message: string) {
@@ -138,15 +140,8 @@ export interface Config {
   /** After handover or cancel, parties see the final state this long before the room closes. */
   closeGraceMs: number;
 
-  database: {
-    /** Postgres to use; absent means an embedded PostgreSQL in `dataDir`. */
-    url?: string;
-    dataDir: string;
-    embeddedPort: number;
-    poolMax: number;
-    connectTimeoutSeconds: number;
-    statementTimeoutMs: number;
-  };
+  /** Postgres to use; without a url, an embedded PostgreSQL in `dataDir`. */
+  database: DatabaseOptions;
   /** Name of this node, recorded with what it writes. */
   nodeName: string;
 }
