@@ -278,11 +278,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const crew = [...this.state.ambulance.values()][0];
     let seconds: number;
     if (this.state.status === "transporting" || this.state.status === "at_hospital") {
-      seconds = this.state.status === "at_hospital" ? 0 : Number(eta.etaSeconds(crew ?? this.state.patient, target));
+      seconds = this.state.status === "at_hospital" ? 0 : eta.etaSeconds(crew ?? this.state.patient, target);
     } else if (crew && crew.updatedAt > 0) {
-      seconds = Number(eta.etaSeconds(crew, this.state.patient)) + Number(eta.etaSeconds(this.state.patient, target));
+      seconds = eta.etaSeconds(crew, this.state.patient) + eta.etaSeconds(this.state.patient, target);
     } else {
-      seconds = Number(eta.etaSeconds(this.state.patient, target));
+      seconds = eta.etaSeconds(this.state.patient, target);
     }
     if (seconds !== h.etaSeconds) {
       h.etaSeconds = seconds;

@@ -6,8 +6,12 @@ import { distanceM, type LatLng } from "./geo.ts";
  * interface and replaces it.
  */
 export interface EtaProvider {
-  /** Seconds from `from` to `to`. */
-  etaSeconds(from: LatLng, to: LatLng): Promise<number> | number;
+  /**
+   * Seconds from `from` to `to`. Synchronous: it runs inside the room actor on every position
+   * change, so a provider that asks a routing service refreshes its answers in the background
+   * and answers here from what it has.
+   */
+  etaSeconds(from: LatLng, to: LatLng): number;
 }
 
 export class ConstantSpeedEta implements EtaProvider {
