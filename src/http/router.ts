@@ -1,4 +1,4 @@
-import { HavenError, toWireError } from "../protocol/errors.ts";
+import { HavenError, asHavenError } from "../protocol/errors.ts";
 
 /**
  * Haven's HTTP surface, independent of the transport: the uWebSockets.js and node:http adapters
@@ -61,8 +61,8 @@ export class Router {
     try {
       response = await this.dispatch(req);
     } catch (error) {
-      const wire = toWireError(error);
-      response = { status: error instanceof HavenError ? error.status : 500, body: wire };
+      const e = asHavenError(error);
+      response = { status: e.status, body: e.toJSON() };
     }
     response.headers = { ...cors, ...response.headers };
     return response;

@@ -2,6 +2,8 @@
  * Stable error codes. A code never changes meaning once published; docs/protocol.md lists them.
  * Every refusal, over HTTP or a socket, carries `{ code, message }`.
  */
+import { isDatabaseUnavailable } from "../../persistence/unavailable.ts";
+
 export const ErrorCodes = {
   // input
   INVALID_PAYLOAD: 400,
@@ -65,6 +67,12 @@ export class HavenError extends Error {
 
 /** What a refusal looks like on the wire, whatever was thrown. */
 export function toWireError(error: unknown): { code: ErrorCode; message: string; details?: unknown } {
-  if (error instanceof HavenError) return error.toJSON();
-  return { code: "INTERNAL", message: "internal error" };
+  return asHavenError(error).toJSON();
+}
+
+/** A HavenError as is; an unreachable database as UNAVAILABLE (retry); anything else as INTERNAL. */
+export function asHavenError(error: unknown): HavenError {
+  if (error instanceof HavenError) return error;
+  if (isDatabaseUnavailable(error)) return new HavenError("UNAVAILABLE", "the database is unavailable right now; retry");
+  return new HavenError("INTERNAL", "internal error");
 }

@@ -1,0 +1,94 @@
+import { createServer, connect, type Socket, type Server } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OPS, account, freshDatabase, freePort, login, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
+
+/**
+ * Postgres cut off under traffic, through a TCP proxy the test controls (the machine's shared
+ * Postgres keeps serving everyone else): rooms keep streaming, what needs the database answers
+ * UNAVAILABLE (retry) instead of failing obscurely, nothing crashes, and all works again after.
+ */
+class CuttableProxy {
+  private readonly sockets = new Set<Socket>();
+  private server?: Server;
+  private open = true;
+  port = 0;
+
+  async start(upstreamPort: number): Promise<void> {
+    this.port = await freePort();
+    this.server = createServer((client) => {
+      if (!this.open) { client.destroy(); return; }
+      const upstream = connect(upstreamPort, "127.0.0.1");
+      for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+        this.sockets.add(a);
+        a.on("error", () => b.destroy());
+        a.on("close", () => { this.sockets.delete(a); b.destroy(); });
+        a.pipe(b);
+      }
+    });
+    await new Promise<void>((r) => this.server!.listen(this.port, "127.0.0.1", () => r()));
+  }
+
+  cut(): void {
+    this.open = false;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  restore(): void {
+    this.open = true;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise<void>((r) => this.server?.close(() => r()));
+  }
+}
+
+let h: Haven;
+let ops: Account;
+let proxy: CuttableProxy;
+let drop: () => Promise<void>;
+beforeAll(async () => {
+  const db = await freshDatabase();
+  drop = db.drop;
+  proxy = new CuttableProxy();
+  const upstream = new URL(db.url);
+  await proxy.start(Number(upstream.port || 5432));
+  const viaProxy = new URL(db.url);
+  viaProxy.port = String(proxy.port);
+  h = await startHaven({ DATABASE_URL: viaProxy.toString(), HAVEN_DB_CONNECT_TIMEOUT_SECONDS: "2" });
+  ops = await login(h, OPS.email, OPS.password);
+});
+afterAll(async () => { await h?.stop(); await proxy?.stop(); await drop?.(); });
+
+describe("Postgres outage", () => {
+  it("keeps rooms streaming, answers UNAVAILABLE for what needs the database, and recovers", async () => {
+    const s = await scenario(h, ops, { lat: -1.2864, lng: 36.8172 });
+    const someone = await account(h, "patient");
+    proxy.cut();
+
+    // positions keep flowing between the parties while the database is away
+    for (let i = 1; i <= 5; i++) {
+      await s.pRoom.request("position", { lat: -1.2864 + i * 1e-5, lng: 36.8172 });
+      await waitFor(s.faRoom, (st) => st.patient.lat === -1.2864 + i * 1e-5, 1000, `move ${i} during the outage`);
+    }
+    // what needs the database answers a clear, retryable error
+    const login1 = await h.http("POST", "/api/auth/login", { email: someone.email, password: "a-long-password-1" });
+    expect(login1.status).toBe(503);
+    expect(login1.body.code).toBe("UNAVAILABLE");
+    const profile = await h.http("GET", "/api/medical-profile", undefined, someone.token);
+    expect(profile).toMatchObject({ status: 503, body: { code: "UNAVAILABLE" } });
+    expect(h.proc.exitCode).toBeNull();
+    expect((await h.http("GET", "/health")).status).toBe(200);
+
+    proxy.restore();
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 200; i++) {
+      status = (await h.http("POST", "/api/auth/login", { email: someone.email, password: "a-long-password-1" })).status;
+      if (status !== 200) await sleep(250);
+    }
+    expect(status).toBe(200);
+    await s.pRoom.request("position", { lat: -1.28, lng: 36.8172 });
+    await waitFor(s.faRoom, (st) => st.patient.lat === -1.28, 1000, "after the outage");
+    expect(h.proc.exitCode).toBeNull();
+  });
+});
