@@ -1,6 +1,6 @@
 import type { Sql } from "./db.ts";
 import type {
-  AuditLog, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
+  ActiveEmergency, AuditLog, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
   StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
@@ -220,5 +220,63 @@ export class PgAuditLog implements AuditLog {
         values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
                 ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
     });
+  }
+}
+
+export class PgEmergencyStore implements EmergencyStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void> {
+    await this.sql.begin(async (tx) => {
+      await tx`
+        insert into emergencies (id, patient_id, bypass, status, priority, created_at, node)
+        values (${e.id}, ${e.patientId}, ${e.bypass}, ${e.status}, ${e.priority}, ${new Date(e.createdAt)}, ${e.node})`;
+      await tx`
+        insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
+        values (${e.id}, ${first.seq}, ${first.type}, ${first.actor}, ${tx.json(first.payload as never)}, ${first.idempotencyKey ?? null}, ${new Date(first.at)})`;
+    });
+  }
+
+  async commit(id: string, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean> {
+    try {
+      await this.sql.begin(async (tx) => {
+        for (const ev of events) {
+          await tx`
+            insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
+            values (${id}, ${ev.seq}, ${ev.type}, ${ev.actor}, ${tx.json(ev.payload as never)}, ${ev.idempotencyKey ?? null}, ${new Date(ev.at)})`;
+        }
+        await tx`
+          insert into emergency_snapshots (emergency_id, seq, state, taken_at) values (${id}, ${snapshot.seq}, ${snapshot.state}, now())
+          on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at`;
+        const closed = status === "handed_over" || status === "cancelled";
+        await tx`update emergencies set status = ${status}, closed_at = ${closed ? new Date() : null} where id = ${id}`;
+      });
+      return true;
+    } catch (error) {
+      if ((error as { code?: string; constraint_name?: string }).code === UNIQUE_VIOLATION
+        && (error as { constraint_name?: string }).constraint_name === "emergency_events_idempotency") return false;
+      throw error;
+    }
+  }
+
+  async saveSnapshots(rows: { id: string; seq: number; state: Buffer }[]): Promise<void> {
+    if (rows.length === 0) return;
+    const values = rows.map((r) => ({ emergency_id: r.id, seq: r.seq, state: r.state, taken_at: new Date() }));
+    await this.sql`
+      insert into emergency_snapshots ${this.sql(values, "emergency_id", "seq", "state", "taken_at")}
+      on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
+      where emergency_snapshots.seq <= excluded.seq`;
+  }
+
+  async active(): Promise<ActiveEmergency[]> {
+    const rows = await this.sql<{ id: string; patient_id: string; bypass: boolean; state: Buffer | null; alert: Record<string, unknown> }[]>`
+      select e.id, e.patient_id, e.bypass, s.state, ev.payload as alert
+      from emergencies e
+      left join emergency_snapshots s on s.emergency_id = e.id
+      join emergency_events ev on ev.emergency_id = e.id and ev.seq = 1
+      where e.status not in ('handed_over', 'cancelled')
+      order by e.created_at`;
+    return rows.map((r) => ({ id: r.id, patientId: r.patient_id, bypass: r.bypass, snapshot: r.state ?? undefined, alert: r.alert }));
   }
 }

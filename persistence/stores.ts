@@ -100,3 +100,35 @@ export interface MedicalProfileStore {
 export interface AuditLog {
   append(entry: import("../src/audit/chain.ts").AuditEntry): Promise<void>;
 }
+
+export interface EmergencyEventRow {
+  seq: number;
+  type: string;
+  actor: string;
+  payload: Record<string, unknown>;
+  idempotencyKey?: string;
+  at: number;
+}
+
+export interface ActiveEmergency {
+  id: string;
+  patientId: string;
+  bypass: boolean;
+  /** msgpack of the room state, or undefined when no snapshot was taken yet. */
+  snapshot?: Buffer;
+  /** The alert's own record (the `call_received` event's payload). */
+  alert: Record<string, unknown>;
+}
+
+export interface EmergencyStore {
+  /** Records a raised alert and its first event in one transaction. */
+  open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void>;
+  /**
+   * Commits a critical change: its events, the state snapshot after it and the status, in one
+   * transaction. Returns false (and writes nothing) when the idempotency key was seen before.
+   */
+  commit(id: string, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean>;
+  /** One multi-row statement for many rooms' snapshots. */
+  saveSnapshots(rows: { id: string; seq: number; state: Buffer }[]): Promise<void>;
+  active(): Promise<ActiveEmergency[]>;
+}

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { type AuthContext, matchMaker } from "@colyseus/core";
+import { type AuthContext, CloseCode, matchMaker } from "@colyseus/core";
 import { StateView } from "@colyseus/schema";
 import type { Principal, Role } from "../src/auth/tokens.ts";
 import { HavenError, toWireError } from "../src/protocol/errors.ts";
@@ -13,6 +13,11 @@ import type { Specialty } from "../src/domain/hospitals.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { Party, ReadinessItem } from "./schema/common.ts";
 import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/EmergencyState.ts";
+import { assignEmergencyState } from "./schema/restore.ts";
+import { Packr } from "msgpackr";
+
+/** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
+const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
 
 export interface EmergencyCreateOptions {
   emergencyId: string;
@@ -24,6 +29,8 @@ export interface EmergencyCreateOptions {
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
   note?: string;
+  /** Set when the room is recreated after a restart: the latest snapshot, base64 msgpack. */
+  snapshot?: string;
 }
 
 /** The result shape of every method other actors call on this one (it survives IPC as JSON). */
@@ -58,6 +65,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private hospitalSyncTimer?: { clear(): void };
   /** Dispatch offer id → the responder kind it belongs to. */
   private readonly offerKinds = new Map<string, ResponderKind>();
+  /** Critical changes run one at a time, each committed before it is acknowledged. */
+  private commitQueue: Promise<unknown> = Promise.resolve();
+  private committing = 0;
+  /** Side effects of the critical change in progress, run once it is committed. */
+  private effects: (() => void)[] | undefined;
+  /** Positions (and other fast-changing state) changed since the last snapshot. */
+  dirty = false;
 
   protected readonly handlers: Record<string, MessageHandler<EmergencyRoom>> = {
     position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
@@ -85,16 +99,171 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     state.medical = new Medical();
     state.times.callReceivedAt = now;
     this.setState(state);
-    this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
+    services().emergencies.attach(this);
+    if (options.snapshot) {
+      const saved = snapshotCodec.unpack(Buffer.from(options.snapshot, "base64")) as { seq: number; state: Record<string, unknown> };
+      assignEmergencyState(this.state, saved.state);
+      this.seq = saved.seq;
+    } else {
+      this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
+    }
 
     const urban = isUrban(options, services().urbanAreas);
     this.dispatchers = {
       first_aider: new DispatchPolicy(config.dispatch.firstAider, urban),
       ambulance_crew: new DispatchPolicy(config.dispatch.ambulance, urban),
     };
-    this.runDispatch("first_aider");
-    this.runDispatch("ambulance_crew");
-    if (!options.bypass) await this.loadProfile(options.patientId);
+    this.resumeDispatch();
+    if (options.snapshot) {
+      this.rearmHospitalTimers();
+      this.dirty = false;
+    } else {
+      this.dirty = true;
+      if (!options.bypass) await this.loadProfile(options.patientId);
+    }
+  }
+
+  /** Dispatch goes on for every role nobody was assigned to yet (after a create, a restore or an undone accept). */
+  private resumeDispatch(): void {
+    if (CLOSED.has(this.state.status)) return;
+    const { config } = services();
+    const urban = isUrban(this.state.patient, services().urbanAreas);
+    for (const kind of ["first_aider", "ambulance_crew"] as const) {
+      const assigned = (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).size > 0;
+      if (assigned) {
+        this.dispatchers[kind].assignedTo ??= "";
+        continue;
+      }
+      if (this.dispatchers[kind].done) {
+        this.dispatchers[kind] = new DispatchPolicy(kind === "first_aider" ? config.dispatch.firstAider : config.dispatch.ambulance, urban);
+      }
+      this.runDispatch(kind);
+    }
+  }
+
+  /** Hospital re-alert and acknowledgement timers follow the state (after a restore or an undone change). */
+  private rearmHospitalTimers(): void {
+    this.clearHospitalTimers();
+    if (CLOSED.has(this.state.status)) return;
+    const { config } = services();
+    const link = this.state.hospital;
+    if (link.status === "none") {
+      if (this.state.medical.assessed) {
+        this.hospitalTimers.push(this.clock.setTimeout(() => void this.system(() => this.matchHospital()), config.hospitals.realertIntervalMs));
+      }
+      return;
+    }
+    if (link.status !== "notified") return;
+    const id = link.id;
+    this.hospitalTimers.push(this.clock.setInterval(() => {
+      if (this.state.hospital.id !== id || this.state.hospital.status !== "notified") return;
+      this.state.hospital.alerts++;
+      this.event("hospital_realerted", "system", id);
+      this.syncHospital(true);
+    }, config.hospitals.realertIntervalMs));
+    const remaining = Math.max(0, link.notifiedAt + config.hospitals.ackTimeoutMs - Date.now());
+    this.hospitalTimers.push(this.clock.setTimeout(() => {
+      if (this.state.hospital.id === id && this.state.hospital.status === "notified") void this.system(() => this.passOver("no_acknowledgement"));
+    }, remaining));
+  }
+
+  /** Holds the room's patches while a critical change is being committed: nobody sees what may be undone. */
+  broadcastPatch(): boolean {
+    if (this.committing > 0) return false;
+    return super.broadcastPatch();
+  }
+
+  isCommitting(): boolean {
+    return this.committing > 0;
+  }
+
+  /** The state as a snapshot: msgpack of its plain JSON, with the timeline position. */
+  snapshot(): { seq: number; state: Buffer } {
+    return { seq: this.seq, state: Buffer.from(snapshotCodec.pack({ seq: this.seq, state: this.state.toJSON() })) };
+  }
+
+  /** A side effect of a critical change (a call to another actor, a disconnect): run once the change is committed. */
+  private effect(fn: () => void): void {
+    if (this.effects) this.effects.push(fn);
+    else fn();
+  }
+
+  /**
+   * Runs a critical change: one at a time; the events it adds to the timeline, the snapshot after
+   * it and the status are committed to Postgres before it is acknowledged and before its side
+   * effects run. If the commit fails, the change is undone and the sender is told to retry. A
+   * retried change (same sender, same idempotency key) gets the first answer and changes nothing.
+   */
+  private critical<T>(p: Principal | null, key: string | null | undefined, action: () => T): Promise<T> {
+    const run = async (): Promise<T> => {
+      const cacheKey = p && key ? `${p.sub}:${key}` : undefined;
+      if (cacheKey && this.idempotent.has(cacheKey)) return this.idempotent.get(cacheKey) as T;
+      const before = this.state.toJSON() as Record<string, unknown>;
+      const seqBefore = this.seq;
+      const statusBefore = this.state.status;
+      this.effects = [];
+      this.committing++;
+      let result: T;
+      let effects: (() => void)[] = [];
+      try {
+        try {
+          result = action();
+        } catch (error) {
+          this.undo(before, seqBefore, statusBefore);
+          throw error;
+        }
+        effects = this.effects;
+        this.effects = undefined;
+        const events = [...this.state.timeline].filter((e) => e.seq > seqBefore).map((e, i) => ({
+          seq: e.seq, type: e.type, actor: e.actor, payload: { detail: e.detail }, at: e.at,
+          idempotencyKey: i === 0 && key ? key : undefined,
+        }));
+        if (events.length > 0) {
+          let fresh: boolean;
+          try {
+            fresh = await services().emergencyStore.commit(this.roomId, events, this.snapshot(), this.state.status);
+          } catch (error) {
+            this.undo(before, seqBefore, statusBefore);
+            services().log.warn({ err: error, emergencyId: this.roomId }, "a critical change could not be committed and was undone");
+            throw new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
+          }
+          if (!fresh) {
+            // committed before (a retry after a restart): keep the recorded outcome, not a second one
+            this.undo(before, seqBefore, statusBefore);
+            return { ok: true, duplicate: true } as T;
+          }
+        }
+      } finally {
+        this.effects = undefined;
+        this.committing--;
+      }
+      for (const fn of effects) fn();
+      if (cacheKey) {
+        this.idempotent.set(cacheKey, result);
+        if (this.idempotent.size > IDEMPOTENCY_MEMORY) this.idempotent.delete(this.idempotent.keys().next().value!);
+      }
+      return result;
+    };
+    const done = this.commitQueue.then(run, run);
+    this.commitQueue = done.catch(() => undefined);
+    return done;
+  }
+
+  /** A change the room makes by itself (a timer): critical too, with nobody to answer. */
+  private system(action: () => void): Promise<void> {
+    return this.critical(null, undefined, action).catch((error) => {
+      services().log.warn({ err: error, emergencyId: this.roomId }, "a timed change was not committed; it will be retried");
+      this.rearmHospitalTimers();
+    });
+  }
+
+  /** Puts the state back as it was before a change that was refused or not committed. */
+  private undo(before: Record<string, unknown>, seq: number, status: string): void {
+    assignEmergencyState(this.state, before);
+    this.seq = seq;
+    this.state.status = status;
+    this.rearmHospitalTimers();
+    this.resumeDispatch();
   }
 
   /** The patient's consented profile summary goes into the medical view; without it the emergency goes on. */
@@ -170,8 +339,17 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.setOnline(client.auth, false);
   }
 
+  /**
+   * Fires when the server shuts down: the state is already flushed; parties are told to reconnect
+   * (4010), and they find the emergency again by its id once a node has restored it.
+   */
+  onBeforeShutdown(): void {
+    this.disconnect(CloseCode.MAY_TRY_RECONNECT).catch(() => {});
+  }
+
   /** Fires when the room is disposed (after handover or cancel, once its parties are told). */
   onDispose(): void {
+    services().emergencies.detach(this);
     this.stopAllDispatch();
     this.clearHospitalTimers();
     services().emergencies.disposed(this.roomId);
@@ -233,24 +411,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     e.actor = actor;
     e.detail = detail.slice(0, 200);
     this.state.timeline.push(e);
+    this.dirty = true;
     const max = services().config.timelineLength;
     while (this.state.timeline.length > max) this.state.timeline.shift();
   }
 
   private actor(p: Principal): string {
     return `${p.role}:${p.sub}`;
-  }
-
-  /** Runs a critical action once per idempotency key; a retry gets the first answer. */
-  private once<T>(p: Principal, key: string | null | undefined, action: () => T): T {
-    // keys that crossed a JSON boundary arrive as null when absent
-    if (key === undefined || key === null) return action();
-    const k = `${p.sub}:${key}`;
-    if (this.idempotent.has(k)) return this.idempotent.get(k) as T;
-    const result = action();
-    this.idempotent.set(k, result);
-    if (this.idempotent.size > IDEMPOTENCY_MEMORY) this.idempotent.delete(this.idempotent.keys().next().value!);
-    return result;
   }
 
   // ---------------------------------------------------------------- positions
@@ -264,6 +431,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (pos.heading !== undefined) party.heading = pos.heading;
     if (pos.speed !== undefined) party.speed = pos.speed;
     party.updatedAt = Date.now();
+    this.dirty = true;
     if (p.role !== "patient") services().duty.update(p.sub, { lat: pos.lat, lng: pos.lng, updatedAt: party.updatedAt });
     if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.refreshEta();
     return { ok: true };
@@ -353,7 +521,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.offerTimers.get(o.offerId)?.clear();
       this.offerTimers.delete(o.offerId);
       this.offerKinds.delete(o.offerId);
-      matchMaker.remoteRoomCall(o.dutyRoomId, "withdrawOffer", [o.offerId, reason]).catch(() => {});
+      this.effect(() => void matchMaker.remoteRoomCall(o.dutyRoomId, "withdrawOffer", [o.offerId, reason]).catch(() => {}));
     }
   }
 
@@ -367,7 +535,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Called by a responder's duty room when the responder accepts an offer. First accept wins. */
-  acceptOffer(offerId: string, userId: string, name: string): CallResult<{ emergencyId: string }> {
+  acceptOffer(offerId: string, userId: string, name: string): Promise<CallResult<{ emergencyId: string }>> {
+    return this.critical(null, undefined, () => this.assign(offerId, userId, name));
+  }
+
+  private assign(offerId: string, userId: string, name: string): CallResult<{ emergencyId: string }> {
     if (CLOSED.has(this.state.status)) return fail("EMERGENCY_CLOSED", "the emergency is over");
     const kind = this.offerKinds.get(offerId);
     if (!kind) return fail("OFFER_EXPIRED", "the offer is no longer open");
@@ -411,8 +583,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   // ---------------------------------------------------------------- responder actions
 
-  responderStatus(p: Principal, body: { step: "en_route" | "on_scene" | "left_scene" | "at_hospital"; idempotencyKey?: string }): { ok: true; status: string } {
-    return this.once(p, body.idempotencyKey, () => {
+  responderStatus(p: Principal, body: { step: "en_route" | "on_scene" | "left_scene" | "at_hospital"; idempotencyKey?: string }): Promise<{ ok: true; status: string }> {
+    return this.critical(p, body.idempotencyKey, () => {
       this.requireOpen();
       this.requireParty(p);
       const t = this.state.times;
@@ -450,8 +622,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   submitAssessment(p: Principal, a: {
     age?: number; timeOfIncident?: number; mechanism: string; injuries: string[]; treatment: string[];
     signs?: Record<string, number | string>; priority?: "critical" | "high" | "medium"; suspected?: Specialty[]; idempotencyKey?: string;
-  }): { ok: true; priority: string; hospitalId: string } {
-    return this.once(p, a.idempotencyKey, () => {
+  }): Promise<{ ok: true; priority: string; hospitalId: string }> {
+    return this.critical(p, a.idempotencyKey, () => {
       this.requireOpen();
       this.requireParty(p);
       const m = this.state.medical;
@@ -479,8 +651,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     });
   }
 
-  cancel(p: Principal, why: { reason: string; note?: string }, idempotencyKey?: string | null): { ok: true; status: string } {
-    return this.once(p, idempotencyKey, () => {
+  cancel(p: Principal, why: { reason: string; note?: string }, idempotencyKey?: string | null): Promise<{ ok: true; status: string }> {
+    return this.critical(p, idempotencyKey, () => {
       if (this.state.status === "cancelled") return { ok: true as const, status: "cancelled" };
       this.requireOpen();
       if (p.role === "patient" && p.sub !== this.state.patient.id) throw new HavenError("NOT_ENTITLED", "not your emergency");
@@ -510,7 +682,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (!best) {
       this.event("no_hospital_available", "system");
       this.hospitalTimers.push(this.clock.setTimeout(() => {
-        if (this.state.hospital.status === "none" && !CLOSED.has(this.state.status)) this.matchHospital();
+        if (this.state.hospital.status === "none" && !CLOSED.has(this.state.status)) void this.system(() => this.matchHospital());
       }, config.hospitals.realertIntervalMs));
       return;
     }
@@ -541,7 +713,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.syncHospital(true);
     }, config.hospitals.realertIntervalMs));
     this.hospitalTimers.push(this.clock.setTimeout(() => {
-      if (this.state.hospital.id === id && this.state.hospital.status === "notified") this.passOver("no_acknowledgement");
+      if (this.state.hospital.id === id && this.state.hospital.status === "notified") void this.system(() => this.passOver("no_acknowledgement"));
     }, config.hospitals.ackTimeoutMs));
   }
 
@@ -560,11 +732,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     link.id = "";
     link.etaSeconds = -1;
     this.event(why === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, detail || why);
-    for (const c of this.clients) {
-      if ((c.auth.role === "hospital_staff" || c.auth.role === "hospital_admin") && c.auth.hospitalId === previous) {
-        c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
+    this.effect(() => {
+      for (const c of this.clients) {
+        if ((c.auth.role === "hospital_staff" || c.auth.role === "hospital_admin") && c.auth.hospitalId === previous) {
+          c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
+        }
       }
-    }
+    });
     this.matchHospital();
   }
 
@@ -573,8 +747,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Hospital room → here: staff acknowledged the pre-notification. */
-  hospitalAcknowledge(hospitalId: string, staff: Principal, key?: string): CallResult<{ status: string }> {
-    return guard(() => this.once(staff, key, () => {
+  hospitalAcknowledge(hospitalId: string, staff: Principal, key?: string): Promise<CallResult<{ status: string }>> {
+    return guard(() => this.critical(staff, key, () => {
       this.requireOpen();
       this.requireReceiving(hospitalId);
       if (this.state.hospital.status !== "acknowledged") {
@@ -588,8 +762,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }));
   }
 
-  hospitalDecline(hospitalId: string, staff: Principal, reason: string, key?: string): CallResult<{ nextHospitalId: string }> {
-    return guard(() => this.once(staff, key, () => {
+  hospitalDecline(hospitalId: string, staff: Principal, reason: string, key?: string): Promise<CallResult<{ nextHospitalId: string }>> {
+    return guard(() => this.critical(staff, key, () => {
       this.requireOpen();
       this.requireReceiving(hospitalId);
       if (this.state.status === "at_hospital") throw new HavenError("INVALID_TRANSITION", "the patient is already here");
@@ -598,8 +772,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }));
   }
 
-  hospitalReadiness(hospitalId: string, staff: Principal, item: { key: string; label?: string; ready: boolean }, key?: string): CallResult<{ key: string; ready: boolean }> {
-    return guard(() => this.once(staff, key, () => {
+  hospitalReadiness(hospitalId: string, staff: Principal, item: { key: string; label?: string; ready: boolean }, key?: string): Promise<CallResult<{ key: string; ready: boolean }>> {
+    return guard(() => this.critical(staff, key, () => {
       this.requireOpen();
       this.requireReceiving(hospitalId);
       let r = this.state.hospital.readiness.get(item.key);
@@ -620,8 +794,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }));
   }
 
-  hospitalHandover(hospitalId: string, staff: Principal, notes: string | undefined, key?: string): CallResult<{ status: string }> {
-    return guard(() => this.once(staff, key, () => {
+  hospitalHandover(hospitalId: string, staff: Principal, notes: string | undefined, key?: string): Promise<CallResult<{ status: string }>> {
+    return guard(() => this.critical(staff, key, () => {
       if (this.state.status === "handed_over") return { status: "handed_over" };
       this.requireOpen();
       this.requireReceiving(hospitalId);
@@ -675,7 +849,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.hospitalSyncTimer = undefined;
     this.lastHospitalSync = now;
     const status = hospitalStatus ?? (this.state.status === "handed_over" ? "handed_over" : this.state.status === "cancelled" ? "cancelled" : link.status);
-    matchMaker.remoteRoomCall(hospitalRoomId(link.id), "upsertIncoming", [{
+    const hospitalRoom = hospitalRoomId(link.id);
+    const summary = {
       emergencyId: this.roomId,
       priority: this.state.priority,
       status: this.state.status,
@@ -687,7 +862,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       score: link.score, distanceScore: link.distanceScore, capacityScore: link.capacityScore, specialtyScore: link.specialtyScore,
       readiness: [...link.readiness.values()].map((r) => ({ key: r.key, label: r.label, ready: r.ready, updatedAt: r.updatedAt })),
       handedOverAt: this.state.times.handedOverAt,
-    }]).catch((error) => services().log.warn({ err: error, emergencyId: this.roomId }, "hospital room unreachable"));
+    };
+    this.effect(() => void matchMaker.remoteRoomCall(hospitalRoom, "upsertIncoming", [summary])
+      .catch((error) => services().log.warn({ err: error, emergencyId: this.roomId }, "hospital room unreachable")));
   }
 
   // ---------------------------------------------------------------- closing
@@ -702,11 +879,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       for (const id of (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).keys()) {
         const onDuty = duty.get(id);
         duty.update(id, { assignedTo: undefined });
-        if (onDuty) matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {});
+        if (onDuty) this.effect(() => void matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {}));
       }
     }
-    emergencies.closed(this.roomId, this.state.status);
-    this.clock.setTimeout(() => this.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}), config.closeGraceMs);
+    const status = this.state.status;
+    this.effect(() => {
+      emergencies.closed(this.roomId, status);
+      this.clock.setTimeout(() => this.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}), config.closeGraceMs);
+    });
   }
 
   // ---------------------------------------------------------------- REST entry points
@@ -720,12 +900,12 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     return { ok: true, emergency: json };
   }
 
-  restPosition(p: Principal, pos: { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number }): CallResult {
+  async restPosition(p: Principal, pos: { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number }): Promise<CallResult> {
     if (!this.entitled(p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
     return guard(() => this.updatePosition(p, pos));
   }
 
-  restCancel(p: Principal, why: { reason: string; note?: string }, key?: string | null): CallResult<{ status: string }> {
+  async restCancel(p: Principal, why: { reason: string; note?: string }, key?: string | null): Promise<CallResult<{ status: string }>> {
     if (!(p.role === "ops_admin" || (p.role === "patient" && p.sub === this.state.patient.id))) {
       return fail("NOT_ENTITLED", "only the patient or ops can cancel");
     }
@@ -737,9 +917,9 @@ function fail(code: string, message: string): { ok: false; error: { code: string
   return { ok: false, error: { code, message } };
 }
 
-function guard<T extends object>(action: () => T): CallResult<T> {
+async function guard<T extends object>(action: () => T | Promise<T>): Promise<CallResult<T>> {
   try {
-    const value = action() as Record<string, unknown>;
+    const value = await action() as Record<string, unknown>;
     return { ...value, ok: true } as CallResult<T>;
   } catch (error) {
     return { ok: false, error: toWireError(error) };

@@ -6,7 +6,8 @@ import { setServices, type Services } from "./services.ts";
 import { TokenService } from "./auth/tokens.ts";
 import { Accounts } from "./auth/accounts.ts";
 import { openDatabase, migrate } from "../persistence/db.ts";
-import { PgAuditLog, PgHospitalStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
+import { PgAuditLog, PgEmergencyStore, PgHospitalStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
+import { SnapshotFlusher } from "./snapshots.ts";
 import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
@@ -72,6 +73,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   const db = await openDatabase(config.database, log);
   await migrate(db.sql, log);
   const hospitalStore = new PgHospitalStore(db.sql);
+  const emergencyStore = new PgEmergencyStore(db.sql);
   const seeded = await hospitalStore.seedIfEmpty(HospitalDirectory.fromFile(config.hospitals.file).all());
   if (seeded > 0) log.info({ seeded, file: config.hospitals.file }, "hospitals seeded into the database");
   const hospitals = new HospitalDirectory(await hospitalStore.approved() as never);
@@ -83,7 +85,8 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     refreshTokens: new PgRefreshTokenStore(db.sql),
     eta: new ConstantSpeedEta(config.eta.speedKmh),
     duty: new DutyIndex(),
-    emergencies: new EmergencyRegistry(),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName),
+    emergencyStore,
     medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit: new PgAuditLog(db.sql), master: masterKey, node: config.nodeName }),
   };
   setServices(s);
@@ -100,15 +103,21 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   server.define("emergency", EmergencyRoom);
   server.define("duty", DutyRoom);
   server.define("hospital", HospitalRoom);
-  server.onBeforeShutdown(() => {
+  const flusher = new SnapshotFlusher(s.emergencies, emergencyStore, log);
+  server.onBeforeShutdown(async () => {
     ready = false;
-    log.info("shutting down: rooms are closing and clients are told to reconnect");
+    flusher.stop();
+    const saved = await flusher.flush(true);
+    log.info({ snapshots: saved }, "shutting down: state flushed; clients are told to reconnect");
   });
   server.onShutdown(() => db.close());
 
   selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, ready: () => ready }));
   await server.listenOn(config.port, config.host);
   for (const h of hospitals.all()) await matchMaker.createRoom("hospital", { hospitalId: h.id });
+  const restored = await s.emergencies.restore(await emergencyStore.active(), log);
+  if (restored > 0) log.info({ restored }, "active emergencies restored");
+  flusher.start();
   ready = true;
 
   const port = selected.boundPort(config.port);

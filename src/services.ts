@@ -1,7 +1,7 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { TokenService } from "./auth/tokens.ts";
-import type { HospitalStore, RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
+import type { EmergencyStore, HospitalStore, RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
 import type { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import type { EtaProvider } from "./domain/eta.ts";
@@ -26,6 +26,7 @@ export interface Services {
   eta: EtaProvider;
   duty: DutyIndex;
   emergencies: EmergencyRegistry;
+  emergencyStore: EmergencyStore;
   medical: MedicalProfiles;
 }
 

@@ -1,4 +1,6 @@
 import { createServer, connect, type Socket, type Server } from "node:net";
+import postgres from "postgres";
+import { Unpackr } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OPS, account, freshDatabase, freePort, login, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
 
@@ -47,9 +49,11 @@ let h: Haven;
 let ops: Account;
 let proxy: CuttableProxy;
 let drop: () => Promise<void>;
+let dbUrl: string;
 beforeAll(async () => {
   const db = await freshDatabase();
   drop = db.drop;
+  dbUrl = db.url;
   proxy = new CuttableProxy();
   const upstream = new URL(db.url);
   await proxy.start(Number(upstream.port || 5432));
@@ -71,6 +75,14 @@ describe("Postgres outage", () => {
       await s.pRoom.request("position", { lat: -1.2864 + i * 1e-5, lng: 36.8172 });
       await waitFor(s.faRoom, (st) => st.patient.lat === -1.2864 + i * 1e-5, 1000, `move ${i} during the outage`);
     }
+    // a critical action answers "temporarily unavailable, retry" and changes nothing, for anyone
+    const statusBefore = s.pRoom.state.status;
+    const refused = await s.faRoom.request("status", { step: "on_scene", idempotencyKey: "onscene-0001" }).then(() => undefined, (e: any) => e.reason);
+    expect(refused?.code).toBe("UNAVAILABLE");
+    await sleep(150);
+    expect(s.pRoom.state.status).toBe(statusBefore);
+    expect(s.faRoom.state.status).toBe(statusBefore);
+    expect(s.pRoom.state.times.onSceneAt).toBe(0);
     // what needs the database answers a clear, retryable error
     const login1 = await h.http("POST", "/api/auth/login", { email: someone.email, password: "a-long-password-1" });
     expect(login1.status).toBe(503);
@@ -87,6 +99,22 @@ describe("Postgres outage", () => {
       if (status !== 200) await sleep(250);
     }
     expect(status).toBe(200);
+    // the positions sent during the outage reach the database once it is back
+    const sql = postgres(dbUrl, { max: 1, onnotice: () => {} });
+    try {
+      let lat: number | undefined;
+      for (let i = 0; i < 30 && lat !== -1.2864 + 5e-5; i++) {
+        const [row] = await sql`select state from emergency_snapshots where emergency_id = ${s.id}`;
+        lat = row ? (new Unpackr({ useRecords: false }).unpack(row.state) as any).state.patient.lat : undefined;
+        if (lat !== -1.2864 + 5e-5) await sleep(200);
+      }
+      expect(lat).toBe(-1.2864 + 5e-5);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    // the refused action, retried with its key, now goes through once
+    await s.faRoom.request("status", { step: "on_scene", idempotencyKey: "onscene-0001" });
+    await waitFor(s.pRoom, (st) => st.status === "on_scene", 1000, "on scene after the outage");
     await s.pRoom.request("position", { lat: -1.28, lng: 36.8172 });
     await waitFor(s.faRoom, (st) => st.patient.lat === -1.28, 1000, "after the outage");
     expect(h.proc.exitCode).toBeNull();

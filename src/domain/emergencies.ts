@@ -2,7 +2,9 @@ import { randomUUID } from "node:crypto";
 import { matchMaker } from "@colyseus/core";
 import type { Principal } from "../auth/tokens.ts";
 import { HavenError } from "../protocol/errors.ts";
-import type { EmergencyCreateOptions } from "../../rooms/EmergencyRoom.ts";
+import type { EmergencyCreateOptions, EmergencyRoom } from "../../rooms/EmergencyRoom.ts";
+import type { ActiveEmergency, EmergencyStore } from "../../persistence/stores.ts";
+import type { Logger } from "../log.ts";
 
 export interface EmergencyRecord {
   id: string;
@@ -26,14 +28,45 @@ export interface AlertInput {
  * one emergency only. The room actor itself is created here, never by a client.
  */
 export class EmergencyRegistry {
+  private readonly store: EmergencyStore;
+  private readonly node: string;
+  private readonly rooms = new Set<EmergencyRoom>();
   private readonly byId = new Map<string, EmergencyRecord>();
   /** patient → id of the active emergency, or the promise of one being created. */
   private readonly active = new Map<string, Promise<EmergencyRecord>>();
   /** bypass subject → the one emergency it raised. */
   private readonly bypassUsed = new Map<string, string>();
 
+  constructor(store: EmergencyStore, node: string) {
+    this.store = store;
+    this.node = node;
+  }
+
   get(id: string): EmergencyRecord | undefined {
     return this.byId.get(id);
+  }
+
+  /** The emergency rooms alive on this node (for snapshots). */
+  attach(room: EmergencyRoom): void { this.rooms.add(room); }
+  detach(room: EmergencyRoom): void { this.rooms.delete(room); }
+  liveRooms(): EmergencyRoom[] { return [...this.rooms]; }
+
+  /**
+   * Brings back every emergency that was active when the last process stopped or died: each room
+   * is recreated from its latest snapshot (or, without one, from its alert) before this node
+   * reports ready.
+   */
+  async restore(active: ActiveEmergency[], log: Logger): Promise<number> {
+    for (const a of active) {
+      const options = { ...(a.alert as unknown as EmergencyCreateOptions), emergencyId: a.id, snapshot: a.snapshot?.toString("base64") };
+      await matchMaker.createRoom("emergency", options);
+      const record: EmergencyRecord = { id: a.id, patientId: a.patientId, bypass: a.bypass, createdAt: Date.now(), status: "active" };
+      this.byId.set(a.id, record);
+      this.active.set(a.patientId, Promise.resolve(record));
+      if (a.bypass) this.bypassUsed.set(a.patientId, a.id);
+      log.info({ emergencyId: a.id, fromSnapshot: a.snapshot !== undefined }, "emergency restored");
+    }
+    return active.length;
   }
 
   activeCount(): number {
@@ -55,10 +88,20 @@ export class EmergencyRegistry {
       emergencyId: id, patientId: p.sub, patientName, bypass: record.bypass,
       lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority, note: alert.note,
     };
-    const creating = matchMaker.createRoom("emergency", options).then(() => {
+    const creating = (async () => {
+      // the alert is committed before anyone hears of it
+      try {
+        await this.store.open(
+          { id, patientId: p.sub, bypass: record.bypass, status: "alerted", priority: alert.priority ?? "high", createdAt: record.createdAt, node: this.node },
+          { seq: 1, type: "call_received", actor: `patient:${p.sub}`, payload: { ...options }, at: record.createdAt },
+        );
+      } catch (error) {
+        throw Object.assign(new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now"), { cause: error });
+      }
+      await matchMaker.createRoom("emergency", options);
       this.byId.set(id, record);
       return record;
-    });
+    })();
     this.active.set(p.sub, creating);
     if (p.bypass) this.bypassUsed.set(p.sub, id);
     try {
@@ -66,6 +109,7 @@ export class EmergencyRegistry {
     } catch (error) {
       this.active.delete(p.sub);
       if (p.bypass) this.bypassUsed.delete(p.sub);
+      if (error instanceof HavenError) throw error;
       throw new HavenError("UNAVAILABLE", "the emergency could not be started; retry", { cause: String((error as Error).message) });
     }
   }
