@@ -678,12 +678,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       maxDistanceM: config.hospitals.maxDistanceM,
     });
     const best = this.ranking[0];
-    this.clearHospitalTimers();
     if (!best) {
       this.event("no_hospital_available", "system");
-      this.hospitalTimers.push(this.clock.setTimeout(() => {
-        if (this.state.hospital.status === "none" && !CLOSED.has(this.state.status)) void this.system(() => this.matchHospital());
-      }, config.hospitals.realertIntervalMs));
+      this.rearmHospitalTimers(); // tries again at the re-alert interval
       return;
     }
     const h = hospitals.get(best.hospitalId)!;
@@ -704,17 +701,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
     this.refreshEta();
     this.syncHospital(true);
-
-    const id = h.id;
-    this.hospitalTimers.push(this.clock.setInterval(() => {
-      if (this.state.hospital.id !== id || this.state.hospital.status !== "notified") return;
-      this.state.hospital.alerts++;
-      this.event("hospital_realerted", "system", id);
-      this.syncHospital(true);
-    }, config.hospitals.realertIntervalMs));
-    this.hospitalTimers.push(this.clock.setTimeout(() => {
-      if (this.state.hospital.id === id && this.state.hospital.status === "notified") void this.system(() => this.passOver("no_acknowledgement"));
-    }, config.hospitals.ackTimeoutMs));
+    this.rearmHospitalTimers(); // re-alerts until acknowledged, passes over when not in time
   }
 
   private clearHospitalTimers(): void {
