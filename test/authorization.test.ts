@@ -186,6 +186,17 @@ describe("authorization", () => {
     await room.leave();
   });
 
+  it("logins are rate-limited per address", async () => {
+    const limited = await startHaven({ HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "3" });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await limited.http("POST", "/api/auth/login", { email: "nobody@haven.test", password: "wrong-password" })).status);
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it("clients cannot create rooms through the matchmaker", async () => {
     const patient = await account(h, "patient");
     for (const method of ["create", "joinOrCreate", "join"]) {

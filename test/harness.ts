@@ -93,6 +93,8 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
       HAVEN_BOOTSTRAP_OPS_EMAIL: OPS.email,
       HAVEN_BOOTSTRAP_OPS_PASSWORD: OPS.password,
       HAVEN_TRANSPORT: process.env.HAVEN_TRANSPORT ?? "auto",
+      // tests log many accounts in from one address; the limit itself has its own test
+      HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "100000",
       ...(db ? { DATABASE_URL: db.url } : {}),
       ...env,
     },

@@ -87,6 +87,18 @@ describe("hospital onboarding", () => {
     expect((await h.http("GET", "/api/hospitals/thika-level5/capabilities", undefined, someone.token)).status).toBe(404);
     expect((await h.http("POST", "/api/auth/register", { email: "thika-admin@haven.test", password: "a-long-password-1", name: "Admin", role: "hospital_admin", hospitalId: "thika-level5" }, ops.token)).status).toBe(404);
 
+    for (const bad of [{ ...reg, id: "Bad Id!" }, { ...reg, lat: 91 }, { ...reg, emergencyBeds: "12" }, { name: "no id" }, { ...reg, extra: 1 }]) {
+      expect((await h.http("POST", "/api/hospitals", bad, someone.token)).body.code).toBe("INVALID_PAYLOAD");
+    }
+    for (const bad of [{ approved: false }, {}, { approved: "yes" }]) {
+      expect((await h.http("POST", "/api/hospitals/thika-level5/approval", bad, ops.token)).body.code).toBe("INVALID_PAYLOAD");
+    }
+    expect((await h.http("POST", "/api/hospitals/nowhere/approval", { approved: true }, ops.token)).status).toBe(404);
+    // responder verification: ops only, a boolean, a known responder
+    const fa = await account(h, "first_aider");
+    expect((await h.http("POST", `/api/responders/${fa.id}/verification`, { verified: "yes" }, ops.token)).body.code).toBe("INVALID_PAYLOAD");
+    expect((await h.http("POST", `/api/responders/${fa.id}/verification`, { verified: true }, someone.token)).status).toBe(403);
+    expect((await h.http("POST", "/api/responders/00000000-0000-4000-8000-000000000000/verification", { verified: true }, ops.token)).status).toBe(404);
     expect((await h.http("POST", "/api/hospitals/thika-level5/approval", { approved: true }, someone.token)).status).toBe(403);
     expect((await h.http("POST", "/api/hospitals/thika-level5/approval", { approved: true }, ops.token))).toMatchObject({ status: 200, body: { approved: true } });
     expect((await h.http("GET", "/api/hospitals/thika-level5/capabilities", undefined, someone.token)).body).toMatchObject({ id: "thika-level5", specialties: ["trauma", "general"] });
