@@ -97,7 +97,7 @@ export interface Config {
   trustProxy: boolean;
 
   tokens: {
-    /** PASERK k4.secret; absent in development means an ephemeral key is generated. */
+    /** PASERK k4.secret; absent outside production means a development key kept in the data folder. */
     secretKey?: string;
     issuer: string;
     accessTtlSeconds: number;

@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeSecretFile } from "./secret-file.ts";
+import { join } from "node:path";
 import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -57,15 +59,24 @@ function colyseusLogger(log: Logger) {
   };
 }
 
+/**
+ * Outside production, without HAVEN_TOKEN_SECRET_KEY: a signing key generated on first start and
+ * kept in the data folder, so that sessions survive a restart (and a crash) as in production.
+ */
+async function developmentTokenKey(dataDir: string, log: Logger): Promise<string> {
+  const file = join(dataDir, "token-secret-key.development");
+  if (!existsSync(file)) writeSecretFile(file, await TokenService.generateSecretKey());
+  log.warn({ file }, "HAVEN_TOKEN_SECRET_KEY is not set: tokens are signed with a DEVELOPMENT key kept next to the data. Set HAVEN_TOKEN_SECRET_KEY in production.");
+  return readFileSync(file, "utf8").trim();
+}
+
 export async function startHaven(config: Config, log: Logger): Promise<RunningHaven> {
   const startedAt = Date.now();
   const tokens = await TokenService.create({
-    secretKey: config.tokens.secretKey, issuer: config.tokens.issuer,
-    accessTtlSeconds: config.tokens.accessTtlSeconds, environment: config.env,
+    secretKey: config.tokens.secretKey ?? await developmentTokenKey(config.database.dataDir, log),
+    issuer: config.tokens.issuer, accessTtlSeconds: config.tokens.accessTtlSeconds, environment: config.env,
+    development: config.tokens.secretKey === undefined,
   });
-  if (tokens.ephemeral) {
-    log.warn("HAVEN_TOKEN_SECRET_KEY is not set: tokens are signed with a key generated for this process and die with it");
-  }
   const urbanAreas = JSON.parse(readFileSync(config.urbanAreasFile, "utf8")) as Circle[];
   const masterKey = loadMasterKey(process.env, config.env === "production", config.database.dataDir, log);
   const selected = await selectTransport(config, log);

@@ -1,4 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join as joinPath } from "node:path";
 import postgres from "postgres";
 import { createServer } from "node:net";
 import { randomUUID } from "node:crypto";
@@ -81,6 +84,7 @@ export async function freshDatabase(): Promise<{ url: string; name: string; drop
 export async function startHaven(env: Record<string, string> = {}): Promise<Haven> {
   const port = await freePort();
   const db = env.DATABASE_URL ? undefined : await freshDatabase();
+  const dataDir = mkdtempSync(joinPath(tmpdir(), "haven-test-"));
   const logs: string[] = [];
   const proc = spawn(process.execPath, ["src/main.ts"], {
     cwd: root,
@@ -96,6 +100,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
       // tests log many accounts in from one address; the limit itself has its own test
       HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "100000",
       ...(db ? { DATABASE_URL: db.url } : {}),
+      HAVEN_DATA_DIR: dataDir,
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -136,6 +141,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
         if (proc.exitCode === null) proc.kill("SIGKILL");
       }
       await db?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,16 +1,20 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { root, startHaven } from "./harness.ts";
 
 /** Start-up: configuration checks, transport selection, operations endpoints, SIGTERM. */
 function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["src/main.ts"], { cwd: root, env: { ...process.env, PORT: "0", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const dataDir = mkdtempSync(join(tmpdir(), "haven-startup-"));
+    const p = spawn(process.execPath, ["src/main.ts"], { cwd: root, env: { ...process.env, PORT: "0", HAVEN_DATA_DIR: dataDir, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     p.stdout.on("data", (d) => { output += d; });
     p.stderr.on("data", (d) => { output += d; });
     const timer = setTimeout(() => p.kill("SIGKILL"), 10_000);
-    p.on("exit", (code) => { clearTimeout(timer); resolve({ code, output }); });
+    p.on("exit", (code) => { clearTimeout(timer); rmSync(dataDir, { recursive: true, force: true }); resolve({ code, output }); });
   });
 }
 

@@ -35,7 +35,8 @@ const CLOCK_TOLERANCE_SECONDS = 5;
  * service and environment, so a token minted elsewhere does not verify here even with the same key.
  */
 export class TokenService {
-  readonly ephemeral: boolean;
+  /** Signed with a development key (not configured): /health says so. */
+  readonly development: boolean;
   private readonly secretKey: SecretKey;
   private readonly publicKey: PublicKey;
   private readonly issuer: string;
@@ -43,23 +44,20 @@ export class TokenService {
   private readonly assertion: Uint8Array;
   private readonly footer: Uint8Array;
 
-  private constructor(o: { secretKey: SecretKey; publicKey: PublicKey; issuer: string; accessTtlSeconds: number; environment: string; ephemeral: boolean; keyId: string }) {
+  private constructor(o: { secretKey: SecretKey; publicKey: PublicKey; issuer: string; accessTtlSeconds: number; environment: string; development: boolean; keyId: string }) {
     this.secretKey = o.secretKey;
     this.publicKey = o.publicKey;
     this.issuer = o.issuer;
     this.accessTtlSeconds = o.accessTtlSeconds;
-    this.ephemeral = o.ephemeral;
+    this.development = o.development;
     this.assertion = new TextEncoder().encode(`haven:ws:v1:${o.environment}`);
     this.footer = new TextEncoder().encode(JSON.stringify({ kid: o.keyId }));
   }
 
-  static async create(o: { secretKey?: string; issuer: string; accessTtlSeconds: number; environment: string }): Promise<TokenService> {
-    const ephemeral = o.secretKey === undefined;
-    const secretKey = ephemeral
-      ? (await v4.GenerateKeyPair()).secretKey
-      : await v4.ImportSecretKey(o.secretKey as `k4.secret.${string}`);
+  static async create(o: { secretKey: string; issuer: string; accessTtlSeconds: number; environment: string; development: boolean }): Promise<TokenService> {
+    const secretKey = await v4.ImportSecretKey(o.secretKey as `k4.secret.${string}`);
     const publicKey = await v4.GetPublicKey(secretKey);
-    return new TokenService({ secretKey, publicKey, issuer: o.issuer, accessTtlSeconds: o.accessTtlSeconds, environment: o.environment, ephemeral, keyId: "k1" });
+    return new TokenService({ secretKey, publicKey, issuer: o.issuer, accessTtlSeconds: o.accessTtlSeconds, environment: o.environment, development: o.development, keyId: "k1" });
   }
 
   /** A fresh PASERK k4.secret, for operators setting HAVEN_TOKEN_SECRET_KEY. */

@@ -63,7 +63,7 @@ export function buildApi(ctx: ApiContext): Router {
     transport: ctx.transport,
     uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
     emergencies: s.emergencies.activeCount(),
-    tokenKey: s.tokens.ephemeral ? "ephemeral" : "configured",
+    tokenKey: s.tokens.development ? "development" : "configured",
   }));
   router.on("GET", "/ready", () => ctx.ready() ? ok({ ready: true }) : { status: 503, body: { ready: false } });
   router.on("GET", "/metrics", () => ({ status: 200, text: metricsText(ctx.transport), headers: { "content-type": "text/plain; version=0.0.4" } }));

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeSecretFile } from "../secret-file.ts";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { AuditLog, MedicalProfileStore } from "../../persistence/stores.ts";
@@ -16,10 +17,7 @@ export function loadMasterKey(env: Record<string, string | undefined>, productio
   if (env[MASTER_KEY_VARIABLE] !== undefined && env[MASTER_KEY_VARIABLE] !== "") return MasterKey.fromEnv(env);
   if (production) return MasterKey.fromEnv(env); // throws: the key is required in production
   const file = join(dataDir, "medical-master-key.development");
-  if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, randomBytes(32).toString("base64"), { mode: 0o600 });
-  }
+  if (!existsSync(file)) writeSecretFile(file, randomBytes(32).toString("base64"));
   const key = MasterKey.fromEnvValue(readFileSync(file, "utf8"));
   log.warn({ file, keyId: key.keyId }, `${MASTER_KEY_VARIABLE} is not set: medical profiles are encrypted under a DEVELOPMENT key kept next to the data. Set ${MASTER_KEY_VARIABLE} in production.`);
   return key;
