@@ -373,7 +373,8 @@ in_root() {
   port=$(free_port)
   step "start: ${IMAGE_CMD[*]} as uid $IMAGE_UID:$IMAGE_GID, PID 1 of a new PID namespace, PORT=$port"
   HAVEN_MEDICAL_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
-  RUN_ENV=("PORT=$port" "HAVEN_TOKEN_SECRET_KEY=$HAVEN_TOKEN_SECRET_KEY" "HAVEN_MEDICAL_MASTER_KEY=$HAVEN_MEDICAL_MASTER_KEY")
+  # the embedded PostgreSQL gets a free port too: this machine is shared, a container is not
+  RUN_ENV=("PORT=$port" "HAVEN_EMBEDDED_PG_PORT=$(free_port)" "HAVEN_TOKEN_SECRET_KEY=$HAVEN_TOKEN_SECRET_KEY" "HAVEN_MEDICAL_MASTER_KEY=$HAVEN_MEDICAL_MASTER_KEY")
   cd "$APP_DIR"
   unshare --pid --fork --mount-proc --propagation unchanged --kill-child \
     setpriv --reuid="$IMAGE_UID" --regid="$IMAGE_GID" --clear-groups \
