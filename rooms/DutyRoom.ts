@@ -42,6 +42,8 @@ export class DutyRoom extends HavenRoom<DutyState> {
     const state = new DutyState();
     state.responderId = options.responderId;
     state.kind = options.kind;
+    // back on duty after a restart while still assigned to an emergency that came back
+    state.assignedTo = services().emergencies.assignmentOf(options.responderId) ?? "";
     this.setState(state);
   }
 

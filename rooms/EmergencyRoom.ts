@@ -116,6 +116,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.resumeDispatch();
     if (options.snapshot) {
       this.rearmHospitalTimers();
+      this.syncHospital(true); // the receiving hospital's wallboard learns of it again
       this.dirty = false;
     } else {
       this.dirty = true;

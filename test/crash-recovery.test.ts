@@ -83,12 +83,20 @@ describe("crash recovery", () => {
         // the documented client flow: after a failed reconnect, join the emergency again by its id
         const faRoom = await join(b, e.fa.acc.token, e.id);
         const pRoom = await join(b, e.patient.token, e.id);
+        const crewRoom = await join(b, e.crew.acc.token, e.id);
         expect(durable(faRoom.state.toJSON()), `emergency ${e.id}`).toEqual(before.get(e.id));
+        expect(durable(crewRoom.state.toJSON())).toEqual(before.get(e.id));
         expect(pRoom.state.medical).toBeUndefined();
         // and they carry on
         await pRoom.request("position", { lat: pRoom.state.patient.lat + 1e-5, lng: pRoom.state.patient.lng });
         await waitFor(faRoom, (st) => st.patient.lat === pRoom.state.patient.lat, 1000, "streaming again");
       }
+      // a responder back on duty is still assigned to the emergency that came back
+      const duty = await b.http("POST", "/api/duty", {}, e1.fa.acc.token);
+      const dutyRoom = await join(b, e1.fa.acc.token, duty.body.roomId);
+      expect(dutyRoom.state.assignedTo).toBe(e1.id);
+      const staffAgain = await join(b, staff.token, "hospital-aga-khan");
+      await waitFor(staffAgain, (st) => st.incoming.get(e2.id)?.hospitalStatus === "acknowledged", 3000, "the wallboard shows the restored emergency");
       const e3Room = await join(b, e3.crew.acc.token, e3.id);
       await e3Room.request("status", { step: "at_hospital" });
       await waitFor(e3Room, (st) => st.status === "at_hospital", 1000, "the lifecycle goes on");

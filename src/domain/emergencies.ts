@@ -51,6 +51,15 @@ export class EmergencyRegistry {
   detach(room: EmergencyRoom): void { this.rooms.delete(room); }
   liveRooms(): EmergencyRoom[] { return [...this.rooms]; }
 
+  /** The open emergency a responder is assigned to on this node, if any. */
+  assignmentOf(responderId: string): string | undefined {
+    for (const room of this.rooms) {
+      const s = room.state;
+      if (s.status !== "handed_over" && s.status !== "cancelled" && (s.firstAiders.has(responderId) || s.ambulance.has(responderId))) return room.roomId;
+    }
+    return undefined;
+  }
+
   /**
    * Brings back every emergency that was active when the last process stopped or died: each room
    * is recreated from its latest snapshot (or, without one, from its alert) before this node
