@@ -41,6 +41,8 @@ const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"
 const STATUS_ORDER = ["alerted", "dispatched", "on_scene", "transporting", "at_hospital", "handed_over"] as const;
 const CLOSED = new Set(["handed_over", "cancelled"]);
 const IDEMPOTENCY_MEMORY = 256;
+/** A change the room makes by itself that could not be committed is tried again after this. */
+const SYSTEM_RETRY_MS = 2000;
 
 /** The hospital wallboard room of a hospital. */
 export const hospitalRoomId = (hospitalId: string) => `hospital-${hospitalId}`;
@@ -143,14 +145,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Hospital re-alert and acknowledgement timers follow the state (after a restore or an undone change). */
-  private rearmHospitalTimers(): void {
+  private rearmHospitalTimers(retryDelayMs = 0): void {
     this.clearHospitalTimers();
     if (CLOSED.has(this.state.status)) return;
     const { config } = services();
     const link = this.state.hospital;
     if (link.status === "none") {
       if (this.state.medical.assessed) {
-        this.hospitalTimers.push(this.clock.setTimeout(() => void this.system(() => this.matchHospital()), config.hospitals.realertIntervalMs));
+        this.hospitalTimers.push(this.clock.setTimeout(() => void this.system(() => this.matchHospital()), Math.max(retryDelayMs, config.hospitals.realertIntervalMs)));
       }
       return;
     }
@@ -162,7 +164,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.event("hospital_realerted", "system", id);
       this.syncHospital(true);
     }, config.hospitals.realertIntervalMs));
-    const remaining = Math.max(0, link.notifiedAt + config.hospitals.ackTimeoutMs - Date.now());
+    const remaining = Math.max(retryDelayMs, link.notifiedAt + config.hospitals.ackTimeoutMs - Date.now());
     this.hospitalTimers.push(this.clock.setTimeout(() => {
       if (this.state.hospital.id === id && this.state.hospital.status === "notified") void this.system(() => this.passOver("no_acknowledgement"));
     }, remaining));
@@ -210,7 +212,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         try {
           result = action();
         } catch (error) {
-          this.undo(before, seqBefore, statusBefore);
+          // a refused action changes nothing; undo only what it may have touched before refusing
+          if (this.seq !== seqBefore || JSON.stringify(this.state.toJSON()) !== JSON.stringify(before)) this.undo(before, seqBefore, statusBefore);
           throw error;
         }
         effects = this.effects;
@@ -254,7 +257,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private system(action: () => void): Promise<void> {
     return this.critical(null, undefined, action).catch((error) => {
       services().log.warn({ err: error, emergencyId: this.roomId }, "a timed change was not committed; it will be retried");
-      this.rearmHospitalTimers();
+      this.rearmHospitalTimers(SYSTEM_RETRY_MS);
     });
   }
 
@@ -557,7 +560,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
     const { duty } = services();
     const onDuty = duty.get(userId);
-    duty.update(userId, { assignedTo: this.roomId });
+    this.effect(() => duty.update(userId, { assignedTo: this.roomId }));
     const party = new Party();
     Object.assign(party, {
       id: userId, role: kind, name, lat: onDuty?.lat ?? 0, lng: onDuty?.lng ?? 0,
