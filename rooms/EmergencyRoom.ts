@@ -106,6 +106,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       const saved = snapshotCodec.unpack(Buffer.from(options.snapshot, "base64")) as { seq: number; state: Record<string, unknown> };
       assignEmergencyState(this.state, saved.state);
       this.seq = saved.seq;
+      // nobody is connected to a room that was just restored
+      for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
     } else {
       this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
     }
