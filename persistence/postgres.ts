@@ -13,6 +13,9 @@ import type { Role } from "../src/auth/tokens.ts";
 
 const UNIQUE_VIOLATION = "23505";
 
+/** Ids of accounts are UUIDs; other subjects (bypass callers) have no rows, and are not queried. */
+const isUuid = (id: string) => /^[0-9a-f-]{36}$/i.test(id);
+
 interface UserRow {
   id: string; email: string; name: string; phone: string | null; role: Role;
   password_hash: string; hospital_id: string | null; created_at: Date;
@@ -44,7 +47,7 @@ export class PgUserStore implements UserStore {
   }
 
   async byId(id: string): Promise<User | undefined> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    if (!isUuid(id)) return undefined;
     const [r] = await this.sql<UserRow[]>`select id, email, name, phone, role, password_hash, hospital_id, created_at from users where id = ${id}`;
     return r ? toUser(r) : undefined;
   }
@@ -62,7 +65,7 @@ export class PgResponderStore implements ResponderStore {
   }
 
   async get(userId: string): Promise<Responder | undefined> {
-    if (!/^[0-9a-f-]{36}$/i.test(userId)) return undefined;
+    if (!isUuid(userId)) return undefined;
     const [r] = await this.sql<{ user_id: string; kind: Responder["kind"]; verified: boolean; verified_by: string | null; verified_at: Date | null }[]>`
       select user_id, kind, verified, verified_by, verified_at from responders where user_id = ${userId}`;
     return r && {
@@ -114,6 +117,11 @@ interface HospitalRow {
   emergency_beds: number; icu_beds: number; accepting: boolean; approved: boolean;
 }
 
+const toHospital = (r: HospitalRow): HospitalRecord => ({
+  id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
+  emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
+});
+
 export class PgHospitalStore implements HospitalStore {
   private readonly sql: Sql;
   constructor(sql: Sql) { this.sql = sql; }
@@ -137,10 +145,7 @@ export class PgHospitalStore implements HospitalStore {
     const rows = await this.sql<HospitalRow[]>`
       select id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved
       from hospitals where approved order by id`;
-    return rows.map((r) => ({
-      id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
-      emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
-    }));
+    return rows.map(toHospital);
   }
 
   async register(h: Omit<HospitalRecord, "approved">, _by: string): Promise<boolean> {
@@ -154,13 +159,10 @@ export class PgHospitalStore implements HospitalStore {
 
   async approve(id: string, by: string): Promise<HospitalRecord | undefined> {
     const [r] = await this.sql<HospitalRow[]>`
-      update hospitals set approved = true, approved_by = ${/^[0-9a-f-]{36}$/i.test(by) ? by : null}, approved_at = now(), updated_at = now()
+      update hospitals set approved = true, approved_by = ${isUuid(by) ? by : null}, approved_at = now(), updated_at = now()
       where id = ${id}
       returning id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved`;
-    return r && {
-      id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
-      emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
-    };
+    return r && toHospital(r);
   }
 
   async updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void> {
@@ -184,7 +186,7 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
   }
 
   async get(patientId: string): Promise<StoredMedicalProfile | undefined> {
-    if (!/^[0-9a-f-]{36}$/i.test(patientId)) return undefined;
+    if (!isUuid(patientId)) return undefined;
     const [r] = await this.sql<{
       patient_id: string; key_id: string; wrapped_key: Buffer; ciphertext: Buffer; iv: Buffer; tag: Buffer;
       consent_sharing: boolean; consent_version: number; updated_at: Date;
@@ -197,7 +199,7 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
   }
 
   async erase(patientId: string): Promise<boolean> {
-    if (!/^[0-9a-f-]{36}$/i.test(patientId)) return false;
+    if (!isUuid(patientId)) return false;
     const rows = await this.sql`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
     return rows.length === 1;
   }

@@ -8,7 +8,7 @@ import { services } from "../src/services.ts";
 import { DispatchPolicy, type Outstanding } from "../src/domain/dispatch.ts";
 import type { ResponderKind } from "../src/domain/duty.ts";
 import { isUrban, type LatLng } from "../src/domain/geo.ts";
-import { neededSpecialties, rankHospitals, type HospitalScore } from "../src/domain/matching.ts";
+import { neededSpecialties, rankHospitals } from "../src/domain/matching.ts";
 import type { Specialty } from "../src/domain/hospitals.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { Party, ReadinessItem } from "./schema/common.ts";
@@ -60,7 +60,6 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private offerTimers = new Map<string, { clear(): void }>();
   private retryTimers: Partial<Record<ResponderKind, { clear(): void }>> = {};
   private hospitalTimers: { clear(): void }[] = [];
-  private ranking: HospitalScore[] = [];
   private seq = 0;
   private readonly idempotent = new Map<string, unknown>();
   private lastHospitalSync = 0;
@@ -84,7 +83,6 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Fires once, when the server creates the room after an authorized alert; no join is handled before it resolves. */
   async onCreate(options: EmergencyCreateOptions): Promise<void> {
-    const { config } = services();
     this.roomId = options.emergencyId;
     const now = Date.now();
     const state = new EmergencyState();
@@ -112,11 +110,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
     }
 
-    const urban = isUrban(options, services().urbanAreas);
-    this.dispatchers = {
-      first_aider: new DispatchPolicy(config.dispatch.firstAider, urban),
-      ambulance_crew: new DispatchPolicy(config.dispatch.ambulance, urban),
-    };
+    this.dispatchers = { first_aider: this.newDispatch("first_aider"), ambulance_crew: this.newDispatch("ambulance_crew") };
     this.resumeDispatch();
     if (options.snapshot) {
       this.rearmHospitalTimers();
@@ -131,19 +125,25 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** Dispatch goes on for every role nobody was assigned to yet (after a create, a restore or an undone accept). */
   private resumeDispatch(): void {
     if (CLOSED.has(this.state.status)) return;
-    const { config } = services();
-    const urban = isUrban(this.state.patient, services().urbanAreas);
     for (const kind of ["first_aider", "ambulance_crew"] as const) {
-      const assigned = (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).size > 0;
-      if (assigned) {
+      if (this.partiesOf(kind).size > 0) {
         this.dispatchers[kind].assignedTo ??= "";
         continue;
       }
-      if (this.dispatchers[kind].done) {
-        this.dispatchers[kind] = new DispatchPolicy(kind === "first_aider" ? config.dispatch.firstAider : config.dispatch.ambulance, urban);
-      }
+      if (this.dispatchers[kind].done) this.dispatchers[kind] = this.newDispatch(kind);
       this.runDispatch(kind);
     }
+  }
+
+  /** A fresh dispatch for one role: its first radius depends on whether the patient is in an urban area. */
+  private newDispatch(kind: ResponderKind): DispatchPolicy {
+    const { config, urbanAreas } = services();
+    return new DispatchPolicy(kind === "first_aider" ? config.dispatch.firstAider : config.dispatch.ambulance, isUrban(this.state.patient, urbanAreas));
+  }
+
+  /** The assigned responders of one role. */
+  private partiesOf(kind: ResponderKind) {
+    return kind === "first_aider" ? this.state.firstAiders : this.state.ambulance;
   }
 
   /** Hospital re-alert and acknowledgement timers follow the state (after a restore or an undone change). */
@@ -174,8 +174,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Holds the room's patches while a critical change is being committed: nobody sees what may be undone. */
   broadcastPatch(): boolean {
-    if (this.committing > 0) return false;
-    return super.broadcastPatch();
+    return this.isCommitting() ? false : super.broadcastPatch();
   }
 
   isCommitting(): boolean {
@@ -205,7 +204,6 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       if (cacheKey && this.idempotent.has(cacheKey)) return this.idempotent.get(cacheKey) as T;
       const before = this.state.toJSON() as Record<string, unknown>;
       const seqBefore = this.seq;
-      const statusBefore = this.state.status;
       this.effects = [];
       this.committing++;
       let result: T;
@@ -215,7 +213,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
           result = action();
         } catch (error) {
           // a refused action changes nothing; undo only what it may have touched before refusing
-          if (this.seq !== seqBefore || JSON.stringify(this.state.toJSON()) !== JSON.stringify(before)) this.undo(before, seqBefore, statusBefore);
+          if (this.seq !== seqBefore || JSON.stringify(this.state.toJSON()) !== JSON.stringify(before)) this.undo(before, seqBefore);
           throw error;
         }
         effects = this.effects;
@@ -229,13 +227,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
           try {
             fresh = await services().emergencyStore.commit(this.roomId, events, this.snapshot(), this.state.status);
           } catch (error) {
-            this.undo(before, seqBefore, statusBefore);
+            this.undo(before, seqBefore);
             services().log.warn({ err: error, emergencyId: this.roomId }, "a critical change could not be committed and was undone");
             throw new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
           }
           if (!fresh) {
             // committed before (a retry after a restart): keep the recorded outcome, not a second one
-            this.undo(before, seqBefore, statusBefore);
+            this.undo(before, seqBefore);
             return { ok: true, duplicate: true } as T;
           }
         }
@@ -264,10 +262,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 
   /** Puts the state back as it was before a change that was refused or not committed. */
-  private undo(before: Record<string, unknown>, seq: number, status: string): void {
+  private undo(before: Record<string, unknown>, seq: number): void {
     assignEmergencyState(this.state, before);
     this.seq = seq;
-    this.state.status = status;
     this.rearmHospitalTimers();
     this.resumeDispatch();
   }
@@ -509,9 +506,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const kind = this.offerKinds.get(offerId);
     if (!kind) return;
     const released = this.dispatchers[kind].release(offerId);
-    this.offerTimers.get(offerId)?.clear();
-    this.offerTimers.delete(offerId);
-    this.offerKinds.delete(offerId);
+    this.forgetOffer(offerId);
     if (!released) return;
     if (why === "timeout") {
       this.event("offer_timed_out", "system", kind);
@@ -522,11 +517,16 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.runDispatch(kind);
   }
 
+  /** Drops an offer's timer and its kind: it is no longer live. */
+  private forgetOffer(offerId: string): void {
+    this.offerTimers.get(offerId)?.clear();
+    this.offerTimers.delete(offerId);
+    this.offerKinds.delete(offerId);
+  }
+
   private withdraw(offers: Outstanding[], reason: string): void {
     for (const o of offers) {
-      this.offerTimers.get(o.offerId)?.clear();
-      this.offerTimers.delete(o.offerId);
-      this.offerKinds.delete(o.offerId);
+      this.forgetOffer(o.offerId);
       this.effect(() => void matchMaker.remoteRoomCall(o.dutyRoomId, "withdrawOffer", [o.offerId, reason]).catch(() => {}));
     }
   }
@@ -554,9 +554,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (!live || live.userId !== userId) return fail("OFFER_EXPIRED", "the offer is no longer open");
     const won = policy.accept(offerId);
     if (!won) return fail("ALREADY_ASSIGNED", "another responder was assigned");
-    this.offerTimers.get(offerId)?.clear();
-    this.offerTimers.delete(offerId);
-    this.offerKinds.delete(offerId);
+    this.forgetOffer(offerId);
     this.withdraw(won.withdraw, "assigned_elsewhere");
     this.retryTimers[kind]?.clear();
 
@@ -568,7 +566,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       id: userId, role: kind, name, lat: onDuty?.lat ?? 0, lng: onDuty?.lng ?? 0,
       updatedAt: onDuty?.updatedAt ?? 0, online: false,
     });
-    (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).set(userId, party);
+    this.partiesOf(kind).set(userId, party);
     const now = Date.now();
     if (this.state.status === "alerted") this.state.status = "dispatched";
     if (this.state.times.enRouteAt === 0) this.state.times.enRouteAt = now;
@@ -676,14 +674,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const { hospitals, config } = services();
     const exclude = new Set<string>(this.state.hospital.passedOver);
     const m = this.state.medical;
-    this.ranking = rankHospitals(hospitals.all(), {
+    const [best] = rankHospitals(hospitals.all(), {
       at: this.state.patient,
       needs: neededSpecialties(m.assessed ? ([...m.suspected] as Specialty[]) : [], m.age >= 0 ? m.age : undefined),
       critical: this.state.priority === "critical",
       exclude,
       maxDistanceM: config.hospitals.maxDistanceM,
     });
-    const best = this.ranking[0];
     if (!best) {
       this.event("no_hospital_available", "system");
       this.rearmHospitalTimers(); // tries again at the re-alert interval
@@ -869,7 +866,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.syncHospital(true);
     const { duty, emergencies, config } = services();
     for (const kind of ["first_aider", "ambulance_crew"] as const) {
-      for (const id of (kind === "first_aider" ? this.state.firstAiders : this.state.ambulance).keys()) {
+      for (const id of this.partiesOf(kind).keys()) {
         const onDuty = duty.get(id);
         duty.update(id, { assignedTo: undefined });
         if (onDuty) this.effect(() => void matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {}));

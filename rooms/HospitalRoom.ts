@@ -78,11 +78,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
   async setCapacity(c: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): Promise<{ ok: true }> {
     const { hospitals, hospitalStore } = services();
     const icuBeds = c.icuBeds ?? hospitals.get(this.hospitalId)?.icuBeds ?? 0;
-    try {
-      await hospitalStore.updateAvailability(this.hospitalId, { emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
-    } catch {
-      throw new HavenError("UNAVAILABLE", "capacity could not be stored; retry");
-    }
+    await hospitalStore.updateAvailability(this.hospitalId, { emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
     const h = hospitals.updateAvailability(this.hospitalId, { ...c, icuBeds });
     if (h) Object.assign(this.state, { emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
     return { ok: true };

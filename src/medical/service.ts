@@ -56,17 +56,17 @@ export class MedicalProfiles {
   async save(p: Principal, body: unknown, mode: "create" | "update"): Promise<{ updatedAt: number }> {
     this.requireOwner(p);
     const profile = validateProfile(body);
-    const existing = await this.unavailableOnError(() => this.store.get(p.sub));
+    const existing = await this.store.get(p.sub);
     if (mode === "create" && existing) throw new HavenError("PROFILE_EXISTS", "a profile exists; update it with PUT");
     if (mode === "update" && !existing) throw new HavenError("PROFILE_NOT_FOUND", "no profile yet; create it with POST");
     const dataKey = existing && existing.keyId === this.master.keyId ? unwrap(existing.wrappedKey, this.master, p.sub) : newDataKey();
     try {
       const sealed = sealProfile(profile, dataKey, p.sub);
       const updatedAt = Date.now();
-      await this.unavailableOnError(() => this.store.upsert({
+      await this.store.upsert({
         patientId: p.sub, keyId: this.master.keyId, wrappedKey: wrap(dataKey, this.master, p.sub), ...sealed,
         consentSharing: profile.consent.shareInEmergency, consentVersion: profile.consent.version, updatedAt,
-      }));
+      });
       await this.record(p, `medical_profile.${mode}`, "ok", { fields: Object.keys(profile) });
       return { updatedAt };
     } finally {
@@ -86,7 +86,7 @@ export class MedicalProfiles {
   /** Right to erasure: the profile and its data key are deleted; emergency records are kept. */
   async erase(p: Principal): Promise<void> {
     this.requireOwner(p);
-    const erased = await this.unavailableOnError(() => this.store.erase(p.sub));
+    const erased = await this.store.erase(p.sub);
     if (!erased) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
     await this.record(p, "medical_profile.erase", "ok");
   }
@@ -104,22 +104,13 @@ export class MedicalProfiles {
   }
 
   private async open(patientId: string): Promise<{ profile: MedicalProfile; updatedAt: number } | undefined> {
-    const row = await this.unavailableOnError(() => this.store.get(patientId));
+    const row = await this.store.get(patientId);
     if (!row) return undefined;
     const dataKey = unwrap(row.wrappedKey, this.master, patientId);
     try {
       return { profile: validateProfile(openProfile(row, dataKey, patientId)), updatedAt: row.updatedAt };
     } finally {
       dataKey.fill(0);
-    }
-  }
-
-  private async unavailableOnError<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (error) {
-      if (error instanceof HavenError) throw error;
-      throw new HavenError("UNAVAILABLE", "medical profiles are unavailable right now; retry");
     }
   }
 }
