@@ -867,9 +867,12 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const { duty, emergencies, config } = services();
     for (const kind of ["first_aider", "ambulance_crew"] as const) {
       for (const id of this.partiesOf(kind).keys()) {
-        const onDuty = duty.get(id);
-        duty.update(id, { assignedTo: undefined });
-        if (onDuty) this.effect(() => void matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {}));
+        // like an assignment, a release reaches the duty index only once it is committed
+        this.effect(() => {
+          const onDuty = duty.get(id);
+          duty.update(id, { assignedTo: undefined });
+          if (onDuty) void matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {});
+        });
       }
     }
     const status = this.state.status;
