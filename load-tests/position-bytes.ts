@@ -54,6 +54,8 @@ try {
   const base = { lat: -1.2864, lng: 36.8172 };
   await measure("lat+lng only          ", (i) => ({ lat: base.lat + i * 1e-6, lng: base.lng + i * 1e-6 }));
   await measure("lat+lng+accuracy+heading+speed", (i) => ({ lat: base.lat - i * 1e-6, lng: base.lng - i * 1e-6, accuracy: 5 + (i % 7), heading: (i * 3) % 360, speed: 1 + (i % 5) }));
+  // leave before the server stops, or the clients would keep trying to reconnect (4010)
+  await Promise.all([s.pRoom, s.faRoom, s.crewRoom, s.fa.duty, s.crew.duty].map((r) => r.leave()));
 } finally {
   await h.stop();
 }
