@@ -1,8 +1,9 @@
 import type { Sql } from "./db.ts";
 import type {
-  ActiveEmergency, AuditLog, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
+  AuditLog, ClaimedEmergency, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
   StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
+import { FencedError } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
 import type { Role } from "../src/auth/tokens.ts";
 
@@ -240,9 +241,28 @@ export class PgEmergencyStore implements EmergencyStore {
     });
   }
 
-  async commit(id: string, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean> {
+  async claim(id: string, owner: string, node: string): Promise<ClaimedEmergency | undefined> {
+    if (!isUuid(id)) return undefined;
+    return this.sql.begin(async (tx) => {
+      const [row] = await tx<{ fence: string; patient_id: string; bypass: boolean }[]>`
+        update emergencies set fence = fence + 1, owner = ${owner}, node = ${node}
+        where id = ${id} and status not in ('handed_over', 'cancelled')
+        returning fence, patient_id, bypass`;
+      if (!row) return undefined;
+      const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
+      const [alert] = await tx<{ payload: Record<string, unknown> }[]>`select payload from emergency_events where emergency_id = ${id} and seq = 1`;
+      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {} };
+    });
+  }
+
+  async commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean> {
     try {
       await this.sql.begin(async (tx) => {
+        // the row lock makes a takeover wait for this commit, and this commit see a takeover; it is
+        // taken exclusive at once (the status is updated below), so that a snapshot batch holding a
+        // share lock on it never waits on this transaction while this one waits on it
+        const [row] = await tx<{ fence: string }[]>`select fence from emergencies where id = ${id} for update`;
+        if (!row || Number(row.fence) !== fence) throw new FencedError(id);
         for (const ev of events) {
           await tx`
             insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
@@ -262,23 +282,44 @@ export class PgEmergencyStore implements EmergencyStore {
     }
   }
 
-  async saveSnapshots(rows: { id: string; seq: number; state: Buffer }[]): Promise<void> {
-    if (rows.length === 0) return;
-    const values = rows.map((r) => ({ emergency_id: r.id, seq: r.seq, state: r.state, taken_at: new Date() }));
-    await this.sql`
-      insert into emergency_snapshots ${this.sql(values, "emergency_id", "seq", "state", "taken_at")}
-      on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
-      where emergency_snapshots.seq <= excluded.seq`;
+  async saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]> {
+    if (rows.length === 0) return [];
+    return this.sql.begin(async (tx) => {
+      const current = await tx<{ id: string; fence: string }[]>`
+        select id, fence from emergencies where id in ${tx(rows.map((r) => r.id))} order by id for share`;
+      const fences = new Map(current.map((r) => [r.id, Number(r.fence)]));
+      const held = rows.filter((r) => fences.get(r.id) === r.fence);
+      if (held.length > 0) {
+        const values = held.map((r) => ({ emergency_id: r.id, seq: r.seq, state: r.state, taken_at: new Date() }));
+        await tx`
+          insert into emergency_snapshots ${tx(values, "emergency_id", "seq", "state", "taken_at")}
+          on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
+          where emergency_snapshots.seq <= excluded.seq`;
+      }
+      return rows.filter((r) => fences.get(r.id) !== r.fence).map((r) => r.id);
+    });
   }
 
-  async active(): Promise<ActiveEmergency[]> {
-    const rows = await this.sql<{ id: string; patient_id: string; bypass: boolean; state: Buffer | null; alert: Record<string, unknown> }[]>`
-      select e.id, e.patient_id, e.bypass, s.state, ev.payload as alert
-      from emergencies e
-      left join emergency_snapshots s on s.emergency_id = e.id
-      join emergency_events ev on ev.emergency_id = e.id and ev.seq = 1
-      where e.status not in ('handed_over', 'cancelled')
-      order by e.created_at`;
-    return rows.map((r) => ({ id: r.id, patientId: r.patient_id, bypass: r.bypass, snapshot: r.state ?? undefined, alert: r.alert }));
+  async activeOwners(): Promise<{ id: string; owner?: string }[]> {
+    const rows = await this.sql<{ id: string; owner: string | null }[]>`
+      select id, owner from emergencies where status not in ('handed_over', 'cancelled') order by created_at`;
+    return rows.map((r) => ({ id: r.id, owner: r.owner ?? undefined }));
+  }
+
+  async activeFor(patientId: string): Promise<string | undefined> {
+    const [row] = await this.sql<{ id: string }[]>`
+      select id from emergencies where patient_id = ${patientId} and status not in ('handed_over', 'cancelled')`;
+    return row?.id;
+  }
+
+  async raisedAny(patientId: string): Promise<boolean> {
+    const [row] = await this.sql`select 1 from emergencies where patient_id = ${patientId} limit 1`;
+    return row !== undefined;
+  }
+
+  async isActive(id: string): Promise<boolean> {
+    if (!isUuid(id)) return false;
+    const [row] = await this.sql`select 1 from emergencies where id = ${id} and status not in ('handed_over', 'cancelled')`;
+    return row !== undefined;
   }
 }

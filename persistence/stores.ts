@@ -120,15 +120,44 @@ export interface ActiveEmergency {
   alert: Record<string, unknown>;
 }
 
+/** A write by a room whose emergency was taken over by another node (its fencing token is stale). */
+export class FencedError extends Error {
+  readonly emergencyId: string;
+  constructor(emergencyId: string) {
+    super(`emergency ${emergencyId} is held by another node now`);
+    this.name = "FencedError";
+    this.emergencyId = emergencyId;
+  }
+}
+
+/** An emergency taken over by one room: what to rebuild it from, and the token its writes carry. */
+export interface ClaimedEmergency extends ActiveEmergency {
+  fence: number;
+}
+
 export interface EmergencyStore {
   /** Records a raised alert and its first event in one transaction. */
   open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void>;
   /**
+   * Takes an active emergency over for the room of process `owner`: raises its fencing token and
+   * returns it with the latest snapshot, read after the raise, so no write of an earlier holder
+   * can land after it. Undefined when the emergency is not active.
+   */
+  claim(id: string, owner: string, node: string): Promise<ClaimedEmergency | undefined>;
+  /**
    * Commits a critical change: its events, the state snapshot after it and the status, in one
    * transaction. Returns false (and writes nothing) when the idempotency key was seen before.
+   * Throws FencedError when `fence` is no longer the emergency's token.
    */
-  commit(id: string, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean>;
-  /** One multi-row statement for many rooms' snapshots. */
-  saveSnapshots(rows: { id: string; seq: number; state: Buffer }[]): Promise<void>;
-  active(): Promise<ActiveEmergency[]>;
+  commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean>;
+  /** One statement for many rooms' snapshots; returns the ids refused because their token is stale. */
+  saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]>;
+  /** The active emergencies with the process that holds each (undefined: never claimed). */
+  activeOwners(): Promise<{ id: string; owner?: string }[]>;
+  /** The patient's active emergency, if any. */
+  activeFor(patientId: string): Promise<string | undefined>;
+  /** Whether the subject ever raised an emergency (an emergency-bypass token raises one). */
+  raisedAny(patientId: string): Promise<boolean>;
+  /** Whether the emergency exists and is active. */
+  isActive(id: string): Promise<boolean>;
 }

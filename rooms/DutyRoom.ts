@@ -3,7 +3,7 @@ import type { Principal } from "../src/auth/tokens.ts";
 import { HavenError } from "../src/protocol/errors.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
-import type { ResponderKind } from "../src/domain/duty.ts";
+import { dutyRoomId, type ResponderKind } from "../src/domain/duty.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { DutyState, Offer } from "./schema/DutyState.ts";
 import type { CallResult } from "./EmergencyRoom.ts";
@@ -14,7 +14,10 @@ export interface DutyCreateOptions {
   name: string;
 }
 
-export const dutyRoomId = (responderId: string) => `duty-${responderId}`;
+export { dutyRoomId };
+
+/** Writes to the on-duty index are best effort: Redis away must not fail the responder's socket. */
+const quietly = (p: Promise<unknown>) => void p.catch(() => undefined);
 
 /**
  * The persistent socket of one on-duty first-aider or ambulance crew: it reports the responder's
@@ -33,9 +36,10 @@ export class DutyRoom extends HavenRoom<DutyState> {
     decline_offer: { schema: "declineOffer", roles: ["first_aider", "ambulance_crew"], run(_c, p) { return this.decline(p.offerId, p.reason); } },
   };
 
-  /** Fires once, when `POST /api/duty` opens the responder's duty room. */
-  onCreate(options: DutyCreateOptions): void {
+  /** Fires once, when `POST /api/duty` opens the responder's duty room (on one node of the cluster). */
+  async onCreate(options: DutyCreateOptions): Promise<void> {
     this.roomId = dutyRoomId(options.responderId);
+    await this.claimId();
     this.responderId = options.responderId;
     this.kind = options.kind;
     this.name = options.name;
@@ -43,7 +47,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
     state.responderId = options.responderId;
     state.kind = options.kind;
     // back on duty after a restart while still assigned to an emergency that came back
-    state.assignedTo = services().emergencies.assignmentOf(options.responderId) ?? "";
+    state.assignedTo = await services().duty.assignmentOf(options.responderId).catch(() => undefined) ?? "";
     this.setState(state);
   }
 
@@ -63,7 +67,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
 
   /** Fires when the socket drops: no offers while away, seat held for the reconnect window. */
   async onDrop(client: HavenClient): Promise<void> {
-    services().duty.update(this.responderId, { available: false });
+    quietly(services().duty.update(this.responderId, { available: false }));
     try {
       await this.allowReconnection(client, services().config.reconnectWindowSeconds);
     } catch {
@@ -73,37 +77,39 @@ export class DutyRoom extends HavenRoom<DutyState> {
 
   /** Fires when the responder is back: available again if they were. */
   onReconnect(): void {
-    services().duty.update(this.responderId, { available: this.state.available });
+    quietly(services().duty.update(this.responderId, { available: this.state.available }));
   }
 
   /** Fires when the responder went off duty: they leave the dispatch index. */
   onLeave(): void {
-    services().duty.remove(this.responderId);
+    if (this.holdsRoomId) quietly(services().duty.remove(this.responderId));
   }
 
   onDispose(): void {
-    services().duty.remove(this.responderId);
+    if (!this.holdsRoomId) return; // a duplicate that lost the claim: the live room keeps the index entry
+    quietly(services().duty.remove(this.responderId));
+    this.releaseId();
   }
 
   private index(available: boolean): void {
     const s = this.state;
-    services().duty.upsert({
+    quietly(services().duty.upsert({
       userId: this.responderId, kind: this.kind, name: this.name, available: available && s.available,
-      assignedTo: s.assignedTo || undefined, dutyRoomId: this.roomId, lat: s.lat, lng: s.lng, updatedAt: s.updatedAt,
-    });
+      lat: s.lat, lng: s.lng, updatedAt: s.updatedAt,
+    }));
   }
 
   private position(p: { lat: number; lng: number }): { ok: true } {
     this.state.lat = p.lat;
     this.state.lng = p.lng;
     this.state.updatedAt = Date.now();
-    services().duty.update(this.responderId, { lat: p.lat, lng: p.lng, updatedAt: this.state.updatedAt });
+    quietly(services().duty.update(this.responderId, { lat: p.lat, lng: p.lng, updatedAt: this.state.updatedAt }));
     return { ok: true };
   }
 
   private setAvailable(available: boolean): { ok: true; available: boolean } {
     this.state.available = available;
-    services().duty.update(this.responderId, { available });
+    quietly(services().duty.update(this.responderId, { available }));
     return { ok: true, available };
   }
 
@@ -120,7 +126,6 @@ export class DutyRoom extends HavenRoom<DutyState> {
     this.state.offers.delete(offerId);
     if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);
     this.state.assignedTo = result.emergencyId;
-    services().duty.update(this.responderId, { assignedTo: result.emergencyId });
     for (const other of [...this.state.offers.keys()]) void this.decline(other, "assigned_elsewhere").catch(() => {});
     return { ok: true, emergencyId: result.emergencyId };
   }
@@ -154,7 +159,6 @@ export class DutyRoom extends HavenRoom<DutyState> {
   released(emergencyId: string): { ok: true } {
     if (this.state.assignedTo === emergencyId) {
       this.state.assignedTo = "";
-      services().duty.update(this.responderId, { assignedTo: undefined });
     }
     return { ok: true };
   }

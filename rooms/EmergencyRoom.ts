@@ -6,7 +6,7 @@ import { HavenError, toWireError } from "../src/protocol/errors.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
 import { DispatchPolicy, type Outstanding } from "../src/domain/dispatch.ts";
-import type { ResponderKind } from "../src/domain/duty.ts";
+import type { Candidate, ResponderKind } from "../src/domain/duty.ts";
 import { isUrban, type LatLng } from "../src/domain/geo.ts";
 import { neededSpecialties, rankHospitals } from "../src/domain/matching.ts";
 import type { Specialty } from "../src/domain/hospitals.ts";
@@ -15,12 +15,19 @@ import { Party, ReadinessItem } from "./schema/common.ts";
 import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
+import { FencedError } from "../persistence/stores.ts";
+import { dutyRoomId } from "../src/domain/duty.ts";
 
 /** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
 const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
 
+/** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
   emergencyId: string;
+}
+
+/** The alert as recorded (the `call_received` event's payload). */
+interface AlertRecord {
   patientId: string;
   patientName: string;
   bypass: boolean;
@@ -29,8 +36,6 @@ export interface EmergencyCreateOptions {
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
   note?: string;
-  /** Set when the room is recreated after a restart: the latest snapshot, base64 msgpack. */
-  snapshot?: string;
 }
 
 /** The result shape of every method other actors call on this one (it survives IPC as JSON). */
@@ -73,6 +78,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private effects: (() => void)[] | undefined;
   /** Positions (and other fast-changing state) changed since the last snapshot. */
   dirty = false;
+  /** The fencing token of this room's hold on the emergency: every write carries it. */
+  fence = 0;
 
   protected readonly handlers: Record<string, MessageHandler<EmergencyRoom>> = {
     position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
@@ -81,45 +88,106 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p, p.idempotencyKey); } },
   };
 
-  /** Fires once, when the server creates the room after an authorized alert; no join is handled before it resolves. */
+  /**
+   * Fires once, when the server creates the room: after an authorized alert, or to bring the
+   * emergency back after its node died or restarted. The room claims the emergency cluster-wide
+   * and takes it over in Postgres (raising its fencing token) before it reads what to rebuild
+   * from; no join is handled before it resolves.
+   */
   async onCreate(options: EmergencyCreateOptions): Promise<void> {
     this.roomId = options.emergencyId;
+    const { membership, emergencyStore, config } = services();
+    await this.claimId();
+    let claimed;
+    try {
+      claimed = await emergencyStore.claim(this.roomId, membership.processId, config.nodeName);
+    } catch (error) {
+      this.releaseId();
+      throw error;
+    }
+    if (!claimed) {
+      this.releaseId();
+      throw new HavenError("EMERGENCY_NOT_FOUND", `EMERGENCY_NOT_FOUND: no active emergency ${this.roomId}`);
+    }
+    this.fence = claimed.fence;
+    const alert = claimed.alert as unknown as AlertRecord;
+    const restoring = claimed.snapshot !== undefined;
+
     const now = Date.now();
     const state = new EmergencyState();
-    state.id = options.emergencyId;
-    state.priority = options.priority ?? "high";
-    state.bypass = options.bypass;
+    state.id = this.roomId;
+    state.priority = alert.priority ?? "high";
+    state.bypass = claimed.bypass;
     state.createdAt = now;
     state.patient = new Party();
     Object.assign(state.patient, {
-      id: options.patientId, role: "patient", name: options.patientName,
-      lat: options.lat, lng: options.lng, accuracy: options.accuracy ?? 0, updatedAt: now, online: false,
+      id: claimed.patientId, role: "patient", name: alert.patientName,
+      lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy ?? 0, updatedAt: now, online: false,
     });
     state.hospital = new HospitalLink();
     state.medical = new Medical();
     state.times.callReceivedAt = now;
     this.setState(state);
     services().emergencies.attach(this);
-    if (options.snapshot) {
-      const saved = snapshotCodec.unpack(Buffer.from(options.snapshot, "base64")) as { seq: number; state: Record<string, unknown> };
+    if (claimed.snapshot) {
+      const saved = snapshotCodec.unpack(claimed.snapshot) as { seq: number; state: Record<string, unknown> };
       assignEmergencyState(this.state, saved.state);
       this.seq = saved.seq;
       // nobody is connected to a room that was just restored
       for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
     } else {
-      this.event("call_received", `patient:${options.patientId}`, options.note ?? "");
+      this.event("call_received", `patient:${claimed.patientId}`, alert.note ?? "");
     }
 
     this.dispatchers = { first_aider: this.newDispatch("first_aider"), ambulance_crew: this.newDispatch("ambulance_crew") };
     this.resumeDispatch();
-    if (options.snapshot) {
+    if (restoring) {
       this.rearmHospitalTimers();
       this.syncHospital(true); // the receiving hospital's wallboard learns of it again
+      this.reassertAssignments();
       this.dirty = false;
     } else {
       this.dirty = true;
-      if (!options.bypass) await this.loadProfile(options.patientId);
+      if (!claimed.bypass) await this.loadProfile(claimed.patientId);
     }
+  }
+
+  /** Whether the emergency is still open (not handed over or cancelled). */
+  isOpen(): boolean {
+    return !CLOSED.has(this.state.status);
+  }
+
+  /** The duty index learns again who serves this emergency (after a restore, or after Redis lost it). */
+  reassertAssignments(): void {
+    if (!this.isOpen()) return;
+    const { duty } = services();
+    for (const id of [...this.state.firstAiders.keys(), ...this.state.ambulance.keys()]) {
+      duty.assign(id, this.roomId).catch(() => undefined);
+    }
+  }
+
+  /** The wallboard of `hospitalId` was reopened: it learns of this emergency again. */
+  resyncHospital(hospitalId: string): void {
+    if (this.state.hospital.id === hospitalId && this.state.hospital.status !== "none") this.syncHospital(true);
+  }
+
+  /**
+   * Another node took this emergency over: nothing more is written or timed from here, and every
+   * party is sent to the node that holds the emergency now.
+   */
+  relinquish(): void {
+    if (this.isRelinquished()) return;
+    services().log.warn({ emergencyId: this.roomId, fence: this.fence }, "emergency taken over by another node; parties are sent there");
+    this.stopTimersOnly();
+    super.relinquish();
+  }
+
+  /** Stops every timer of this room without telling anyone (the new holder carries on). */
+  private stopTimersOnly(): void {
+    for (const t of this.offerTimers.values()) t.clear();
+    this.offerTimers.clear();
+    for (const t of Object.values(this.retryTimers)) t?.clear();
+    this.clearHospitalTimers();
   }
 
   /** Dispatch goes on for every role nobody was assigned to yet (after a create, a restore or an undone accept). */
@@ -225,9 +293,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         if (events.length > 0) {
           let fresh: boolean;
           try {
-            fresh = await services().emergencyStore.commit(this.roomId, events, this.snapshot(), this.state.status);
+            if (this.isRelinquished()) throw new FencedError(this.roomId);
+            fresh = await services().emergencyStore.commit(this.roomId, this.fence, events, this.snapshot(), this.state.status);
           } catch (error) {
             this.undo(before, seqBefore);
+            if (error instanceof FencedError) {
+              this.relinquish();
+              throw new HavenError("UNAVAILABLE", "this emergency moved to another node; nothing changed; rejoin and retry");
+            }
             services().log.warn({ err: error, emergencyId: this.roomId }, "a critical change could not be committed and was undone");
             throw new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
           }
@@ -353,9 +426,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** Fires when the room is disposed (after handover or cancel, once its parties are told). */
   onDispose(): void {
     services().emergencies.detach(this);
+    if (this.isRelinquished()) {
+      this.stopTimersOnly();
+      return;
+    }
+    if (!this.holdsRoomId) return; // a duplicate that lost the claim: it never ran
     this.stopAllDispatch();
     this.clearHospitalTimers();
-    services().emergencies.disposed(this.roomId);
+    this.releaseId();
   }
 
   // ---------------------------------------------------------------- entitlement
@@ -435,7 +513,6 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (pos.speed !== undefined) party.speed = pos.speed;
     party.updatedAt = Date.now();
     this.dirty = true;
-    if (p.role !== "patient") services().duty.update(p.sub, { lat: pos.lat, lng: pos.lng, updatedAt: party.updatedAt });
     if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.refreshEta();
     return { ok: true };
   }
@@ -463,19 +540,39 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   // ---------------------------------------------------------------- dispatch
 
+  /**
+   * Looks the nearest dispatchable responders up (in Redis GEO in a cluster, wherever their duty
+   * socket is), then fills the open offer slots from them in one synchronous step.
+   */
   private runDispatch(kind: ResponderKind): void {
     const policy = this.dispatchers[kind];
-    if (policy.done || CLOSED.has(this.state.status)) return;
+    if (policy.done || CLOSED.has(this.state.status) || this.isRelinquished()) return;
     const { duty, config } = services();
     const at: LatLng = { lat: this.state.patient.lat, lng: this.state.patient.lng };
-    const step = policy.fill((radiusM, exclude, limit) => duty.nearest(kind, at, radiusM, exclude, limit));
+    const cfg = kind === "first_aider" ? config.dispatch.firstAider : config.dispatch.ambulance;
+    duty.candidates(kind, at, cfg.maxRadiusM, cfg.offers + policy.offered.size).then(
+      (found) => this.offerTo(kind, at, found),
+      (error) => {
+        services().log.warn({ err: error, emergencyId: this.roomId, kind }, "the on-duty index cannot be searched; dispatch retries");
+        this.offerTo(kind, at, [], true);
+      },
+    );
+  }
+
+  private offerTo(kind: ResponderKind, at: LatLng, found: Candidate[], failed = false): void {
+    const policy = this.dispatchers[kind];
+    if (policy.done || CLOSED.has(this.state.status) || this.isRelinquished()) return;
+    const { config } = services();
+    const step = failed
+      ? { offer: [], withdraw: [], exhausted: policy.outstanding.size === 0, widenedTo: undefined }
+      : policy.fill((radiusM, exclude, limit) => found.filter((c) => c.distanceM <= radiusM && !exclude.has(c.userId)).slice(0, limit));
     if (step.widenedTo !== undefined) this.event("radius_widened", "system", `${kind} ${step.widenedTo} m`);
     if (kind === "first_aider") this.state.dispatch.firstAiderRadiusM = policy.radiusM;
     else this.state.dispatch.ambulanceRadiusM = policy.radiusM;
 
     const now = Date.now();
     for (const c of step.offer) {
-      const offer: Outstanding = { offerId: randomUUID(), userId: c.userId, dutyRoomId: c.dutyRoomId, distanceM: c.distanceM, expiresAt: now + config.dispatch.offerTimeoutMs };
+      const offer: Outstanding = { offerId: randomUUID(), userId: c.userId, dutyRoomId: c.dutyRoomId, distanceM: c.distanceM, lat: c.lat, lng: c.lng, expiresAt: now + config.dispatch.offerTimeoutMs };
       policy.record(offer);
       this.offerKinds.set(offer.offerId, kind);
       this.offerTimers.set(offer.offerId, this.clock.setTimeout(() => this.offerLapsed(offer.offerId, "timeout"), config.dispatch.offerTimeoutMs));
@@ -559,12 +656,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.retryTimers[kind]?.clear();
 
     const { duty } = services();
-    const onDuty = duty.get(userId);
-    this.effect(() => duty.update(userId, { assignedTo: this.roomId }));
+    this.effect(() => void duty.assign(userId, this.roomId).catch(() => undefined));
     const party = new Party();
     Object.assign(party, {
-      id: userId, role: kind, name, lat: onDuty?.lat ?? 0, lng: onDuty?.lng ?? 0,
-      updatedAt: onDuty?.updatedAt ?? 0, online: false,
+      id: userId, role: kind, name, lat: live.lat, lng: live.lng,
+      updatedAt: live.expiresAt - services().config.dispatch.offerTimeoutMs, online: false,
     });
     this.partiesOf(kind).set(userId, party);
     const now = Date.now();
@@ -864,20 +960,21 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.stopAllDispatch();
     this.clearHospitalTimers();
     this.syncHospital(true);
-    const { duty, emergencies, config } = services();
+    const { duty, config } = services();
     for (const kind of ["first_aider", "ambulance_crew"] as const) {
-      for (const id of this.partiesOf(kind).keys()) {
-        // like an assignment, a release reaches the duty index only once it is committed
+      for (const [id, party] of this.partiesOf(kind)) {
+        const at = { lat: party.lat, lng: party.lng, updatedAt: party.updatedAt };
+        // like an assignment, a release reaches the duty index only once it is committed; the
+        // index learns where the responder is now, as seen here (and dispatchable again there)
         this.effect(() => {
-          const onDuty = duty.get(id);
-          duty.update(id, { assignedTo: undefined });
-          if (onDuty) void matchMaker.remoteRoomCall(onDuty.dutyRoomId, "released", [this.roomId]).catch(() => {});
+          duty.update(id, at)
+            .then(() => duty.assign(id, undefined))
+            .then(() => matchMaker.remoteRoomCall(dutyRoomId(id), "released", [this.roomId]))
+            .catch(() => {});
         });
       }
     }
-    const status = this.state.status;
     this.effect(() => {
-      emergencies.closed(this.roomId, status);
       this.clock.setTimeout(() => this.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}), config.closeGraceMs);
     });
   }

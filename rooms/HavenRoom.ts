@@ -5,6 +5,7 @@ import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { decodeMessageFrame, isMessageFrame, type DecodedFrame } from "../src/protocol/frames.ts";
 import { validate, type SchemaName } from "../src/protocol/validate.ts";
 import { services } from "../src/services.ts";
+import { heldElsewhere } from "../src/cluster/rooms.ts";
 
 /** A socket message the room accepts: its payload schema, who may send it, what it does. */
 export interface MessageHandler<R> {
@@ -41,6 +42,63 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
       }
       colyseusOnMessage.call(this, client, buffer);
     };
+  }
+
+  /** Whether this room won its id cluster-wide (a losing duplicate is discarded and must not release it). */
+  private holdsId = false;
+
+  /**
+   * Claims this room's id for this process, cluster-wide; throws when another live process
+   * holds it (the caller then joins that one). Called first in every onCreate.
+   */
+  protected async claimId(): Promise<void> {
+    if (!(await services().membership.claim(this.roomId))) throw heldElsewhere(this.roomId);
+    this.holdsId = true;
+  }
+
+  /** Gives the id up (at dispose); a no-op for a room that never held it. */
+  protected releaseId(): void {
+    if (!this.holdsId) return;
+    this.holdsId = false;
+    void services().membership.release(this.roomId);
+  }
+
+  private relinquished = false;
+
+  /**
+   * Another process holds this room's id now (this node was cut off long enough to be declared
+   * dead): the room gives nothing up when it goes, since the id is not its to give; it takes no
+   * new seats and waits for none, and every party is closed with 4421 and rejoins by id, which
+   * leads it to the new holder.
+   */
+  relinquish(): void {
+    if (this.relinquished) return;
+    this.relinquished = true;
+    this.holdsId = false;
+    const self = this as unknown as {
+      _listing?: { roomId?: string };
+      _reserveSeat: () => Promise<boolean>;
+      _reservedSeats: Record<string, unknown>;
+      _reservedSeatTimeouts: Record<string, NodeJS.Timeout>;
+    };
+    // Colyseus removes a disposed room's listing by its id, which is the new holder's listing now
+    if (self._listing) self._listing.roomId = `${this.roomId}:lost`;
+    self._reserveSeat = async () => false;
+    for (const sessionId of Object.keys(self._reservedSeats)) {
+      if (this.clients.getById(sessionId)) continue;
+      clearTimeout(self._reservedSeatTimeouts[sessionId]);
+      delete self._reservedSeatTimeouts[sessionId];
+      delete self._reservedSeats[sessionId];
+    }
+    this.disconnect(HavenCloseCode.MOVED).catch(() => {});
+  }
+
+  isRelinquished(): boolean {
+    return this.relinquished;
+  }
+
+  protected get holdsRoomId(): boolean {
+    return this.holdsId;
   }
 
   /** Verifies the bearer token for a join; the subclass then decides entitlement. */

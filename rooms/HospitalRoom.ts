@@ -29,15 +29,25 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     capacity: { schema: "capacity", roles: STAFF, run(_c, p) { return this.setCapacity(p); } },
   };
 
-  /** Fires once per hospital, at server start. */
-  onCreate(options: { hospitalId: string }): void {
+  /**
+   * Fires once per hospital: one wallboard room cluster-wide, opened at start by whichever node
+   * claims it first, and reopened on a live node when its node dies. The emergencies bound here
+   * then show on it again.
+   */
+  async onCreate(options: { hospitalId: string }): Promise<void> {
     const h = services().hospitals.get(options.hospitalId);
     if (!h) throw new Error(`unknown hospital ${options.hospitalId}`);
     this.hospitalId = h.id;
     this.roomId = `hospital-${h.id}`;
+    await this.claimId();
     const state = new HospitalState();
     Object.assign(state, { id: h.id, name: h.name, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
     this.setState(state);
+    void services().bus.publish({ type: "wallboard_opened", hospitalId: h.id });
+  }
+
+  onDispose(): void {
+    this.releaseId();
   }
 
   /** Fires for every socket join: only this hospital's staff may watch its wallboard. */
@@ -81,6 +91,8 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     await hospitalStore.updateAvailability(this.hospitalId, { emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
     const h = hospitals.updateAvailability(this.hospitalId, { ...c, icuBeds });
     if (h) Object.assign(this.state, { emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
+    // every node matches against the same capacity
+    void services().bus.publish({ type: "hospital_availability", hospitalId: this.hospitalId, emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
     return { ok: true };
   }
 

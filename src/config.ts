@@ -57,18 +57,17 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
 }
 
-function databaseUrl(env: Env): string | undefined {
-  const raw = str(env, "DATABASE_URL", undefined);
+/** An optional URL whose scheme must be one of `protocols` (the first one names it in the error). */
+function urlOf(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = str(env, name, undefined);
   if (raw === undefined) return undefined;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError("DATABASE_URL", "is not a URL");
+    throw new ConfigError(name, "is not a URL");
   }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError("DATABASE_URL", "must be a postgres:// URL");
-  }
+  if (!protocols.includes(url.protocol)) throw new ConfigError(name, `must be a ${protocols.map((p) => `${p}//`).join(" or ")} URL`);
   return raw;
 }
 
@@ -144,6 +143,51 @@ export interface Config {
   database: DatabaseOptions;
   /** Name of this node, recorded with what it writes. */
   nodeName: string;
+
+  /** Cluster mode: set by REDIS_URL; without it one process holds everything, as a single node. */
+  cluster?: {
+    redisUrl: string;
+    /** host:port where clients reach this node's WebSocket (seat reservations carry it). */
+    publicAddress: string;
+    heartbeatMs: number;
+    /** A node whose heartbeat is older than this is dead (a killed node is seen dead at once). */
+    leaseMs: number;
+    /** A node seen not alive this long is dead (a blip of its Redis connection is not a death). */
+    deathGraceMs: number;
+    /** How often each node looks for dead nodes. */
+    checkIntervalMs: number;
+    /** How often each node looks for emergencies no live node holds. */
+    sweepIntervalMs: number;
+  };
+}
+
+
+function clusterConfig(env: Env, port: number, host: string): Config["cluster"] {
+  const url = urlOf(env, "REDIS_URL", ["redis:", "rediss:"]);
+  if (url === undefined) {
+    if (str(env, "HAVEN_PUBLIC_ADDRESS", undefined) !== undefined) throw new ConfigError("HAVEN_PUBLIC_ADDRESS", "only applies with REDIS_URL (cluster mode)");
+    return undefined;
+  }
+  const fallbackHost = host === "0.0.0.0" || host === "::" ? undefined : host;
+  const publicAddress = str(env, "HAVEN_PUBLIC_ADDRESS", fallbackHost && port !== 0 ? `${fallbackHost}:${port}` : undefined);
+  if (publicAddress === undefined) {
+    throw new ConfigError("HAVEN_PUBLIC_ADDRESS", "is required with REDIS_URL when HOST is a wildcard address: the host:port at which clients reach this node");
+  }
+  if (!/^[A-Za-z0-9.\-\[\]:]+:\d{1,5}(\/[A-Za-z0-9._~\-\/]*)?$/.test(publicAddress)) {
+    throw new ConfigError("HAVEN_PUBLIC_ADDRESS", `expected host:port, got ${JSON.stringify(publicAddress)}`);
+  }
+  const heartbeatMs = int(env, "HAVEN_CLUSTER_HEARTBEAT_MS", 1000, 100, 60_000);
+  const leaseMs = int(env, "HAVEN_CLUSTER_LEASE_MS", 3000, 300, 600_000);
+  if (leaseMs < 2 * heartbeatMs) throw new ConfigError("HAVEN_CLUSTER_LEASE_MS", "must be at least twice HAVEN_CLUSTER_HEARTBEAT_MS");
+  return {
+    redisUrl: url,
+    publicAddress,
+    heartbeatMs,
+    leaseMs,
+    deathGraceMs: int(env, "HAVEN_CLUSTER_DEATH_GRACE_MS", 1000, 0, 600_000),
+    checkIntervalMs: int(env, "HAVEN_CLUSTER_CHECK_INTERVAL_MS", 250, 50, 60_000),
+    sweepIntervalMs: int(env, "HAVEN_CLUSTER_SWEEP_INTERVAL_MS", 10_000, 1000, 3_600_000),
+  };
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -182,10 +226,12 @@ export function loadConfig(env: Env = process.env): Config {
     return c;
   };
 
+  const port = int(env, "PORT", 2567, 0, 65535);
+  const host = str(env, "HOST", "0.0.0.0")!;
   return {
     env: nodeEnv,
-    port: int(env, "PORT", 2567, 0, 65535),
-    host: str(env, "HOST", "0.0.0.0")!,
+    port,
+    host,
     transport: oneOf(env, "HAVEN_TRANSPORT", "auto", ["auto", "uws", "ws"] as const),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const),
     corsOrigins: (str(env, "HAVEN_CORS_ORIGINS", "") ?? "").split(",").map((s) => s.trim()).filter(Boolean),
@@ -224,7 +270,7 @@ export function loadConfig(env: Env = process.env): Config {
     timelineLength: int(env, "HAVEN_TIMELINE_LENGTH", 64, 8, 1024),
     closeGraceMs: int(env, "HAVEN_CLOSE_GRACE_MS", 10_000, 0, 600_000),
     database: {
-      url: databaseUrl(env),
+      url: urlOf(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
       dataDir: str(env, "HAVEN_DATA_DIR", new URL("../.data", import.meta.url).pathname)!,
       embeddedPort: int(env, "HAVEN_EMBEDDED_PG_PORT", 5499, 1024, 65535),
       poolMax: int(env, "HAVEN_DB_POOL_MAX", 10, 1, 200),
@@ -232,5 +278,6 @@ export function loadConfig(env: Env = process.env): Config {
       statementTimeoutMs: int(env, "HAVEN_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000),
     },
     nodeName: str(env, "HAVEN_NODE_NAME", `node-${process.pid}`)!,
+    cluster: clusterConfig(env, port, host),
   };
 }

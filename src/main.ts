@@ -15,6 +15,11 @@ try {
 }
 
 const log = createLogger(config.logLevel);
+// A promise nobody awaited failed (for example a Redis write inside Colyseus while Redis is away).
+// Running emergencies must keep streaming: log it loudly rather than let Node turn it into a crash.
+process.on("unhandledRejection", (reason) => {
+  log.error({ err: reason }, `unhandled rejection: ${(reason as Error)?.message ?? String(reason)}`);
+});
 try {
   await startHaven(config, log);
 } catch (error) {

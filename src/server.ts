@@ -1,7 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { writeSecretFile } from "./secret-file.ts";
 import { join } from "node:path";
-import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
+import { LocalPresence, matchMaker, Server, type Presence, type ServerOptions } from "@colyseus/core";
+import { RedisPresence } from "@colyseus/redis-presence";
+import { RedisDriver } from "@colyseus/redis-driver";
+import type { Redis } from "ioredis";
+import { redisConnection } from "./cluster/redis.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { setServices, type Services } from "./services.ts";
@@ -14,7 +18,14 @@ import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import { ConstantSpeedEta } from "./domain/eta.ts";
-import { DutyIndex } from "./domain/duty.ts";
+import { LocalDutyIndex, type DutyIndex } from "./domain/duty.ts";
+import { LocalMembership, RedisMembership, type Membership } from "./cluster/membership.ts";
+import { RedisDutyIndex } from "./cluster/redis-duty.ts";
+import { ensureRoom, processSelector } from "./cluster/rooms.ts";
+import { ClusterBus } from "./cluster/bus.ts";
+import { Failover } from "./cluster/failover.ts";
+import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
+import type { HavenRoom } from "../rooms/HavenRoom.ts";
 import { EmergencyRegistry } from "./domain/emergencies.ts";
 import { buildApi } from "./http/api.ts";
 import { selectTransport } from "./transport.ts";
@@ -26,6 +37,57 @@ export interface RunningHaven {
   port: number;
   transport: "uws" | "ws";
   services: Services;
+}
+
+/**
+ * Colyseus's Redis presence and driver, on connections that fail fast while Redis is away (no
+ * offline queue: a matchmaking call answers UNAVAILABLE at once rather than hanging) and come
+ * back by themselves. Start-up waits until they are connected.
+ */
+async function colyseusRedis(url: string, log: Logger): Promise<{ presence: RedisPresence; driver: RedisDriver }> {
+  const pub = redisConnection(url, "haven:presence", undefined);
+  const presence = new RedisPresence(pub);
+  const sub = (presence as unknown as { sub: Redis }).sub;
+  const driverClient = redisConnection(url, "haven:driver", log);
+  const ready = (c: Redis) => c.status === "ready" ? Promise.resolve() : new Promise<void>((resolve) => c.once("ready", () => resolve()));
+  const timeout = setTimeout(() => log.error({ url: new URL(url).host }, "still waiting for Redis (REDIS_URL)"), 5000);
+  await Promise.all([ready(pub), ready(sub), ready(driverClient)]);
+  clearTimeout(timeout);
+  return { presence, driver: new RedisDriver(driverClient) };
+}
+
+/** Puts the listings of this node's rooms back into the room index where they are missing. */
+async function relistHeldRooms(m: RedisMembership): Promise<void> {
+  const ids = [...m.held].filter((id) => matchMaker.getLocalRoomById(id));
+  if (ids.length === 0) return;
+  const listed = await matchMaker.findRoomsByIds(ids);
+  for (const id of ids) {
+    if (listed.has(id)) continue;
+    const room = matchMaker.getLocalRoomById(id) as unknown as { _listing: Parameters<typeof matchMaker.driver.persist>[0] };
+    await matchMaker.driver.persist(room._listing, true);
+  }
+}
+
+/** Opens the wallboard room of every approved hospital that no live node holds. */
+async function ensureWallboards(s: Services): Promise<void> {
+  for (const h of s.hospitals.all()) {
+    await ensureRoom(s.membership, "hospital", hospitalRoomId(h.id), { hospitalId: h.id })
+      .catch((error) => s.log.warn({ err: error, hospitalId: h.id }, "wallboard room not opened yet; retried by the next sweep"));
+  }
+}
+
+/** Applies what other nodes announce: capacity and approvals (one directory everywhere), reopened wallboards. */
+async function applyClusterNotices(s: Services): Promise<void> {
+  await s.bus.subscribe(async (e) => {
+    if (e.type === "wallboard_opened") {
+      for (const room of s.emergencies.liveRooms()) room.resyncHospital(e.hospitalId);
+    } else if (e.type === "hospital_availability") {
+      s.hospitals.updateAvailability(e.hospitalId, { emergencyBeds: e.emergencyBeds, icuBeds: e.icuBeds, accepting: e.accepting });
+    } else if (e.type === "hospital_approved" && !s.hospitals.get(e.hospitalId)) {
+      const record = (await s.hospitalStore.approved()).find((h) => h.id === e.hospitalId);
+      if (record) s.hospitals.add(record as never);
+    }
+  });
 }
 
 /**
@@ -89,14 +151,33 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (seeded > 0) log.info({ seeded, file: config.hospitals.file }, "hospitals seeded into the database");
   const hospitals = new HospitalDirectory(await hospitalStore.approved() as never);
 
+  // cluster mode: rooms spread over the nodes through Redis presence; each node is reached directly
+  const cluster = config.cluster;
+  const redis = cluster ? await colyseusRedis(cluster.redisUrl, log) : undefined;
+  const presence: Presence = redis ? redis.presence : new LocalPresence();
+  let membership: Membership | undefined;
+  const server = new HavenServer({
+    transport: selected.transport, greet: false, logger: colyseusLogger(log), presence,
+    ...(cluster && redis ? { driver: redis.driver, publicAddress: cluster.publicAddress, selectProcessIdToCreateRoom: processSelector(() => membership!) } : {}),
+  } as ServerOptions);
+  await matchMaker.onReady;
+  membership = cluster
+    ? new RedisMembership({ url: cluster.redisUrl, processId: matchMaker.processId, publicAddress: cluster.publicAddress, heartbeatMs: cluster.heartbeatMs, leaseMs: cluster.leaseMs, deathGraceMs: cluster.deathGraceMs, log })
+    : new LocalMembership(matchMaker.processId);
+  await membership.start();
+  const duty: DutyIndex = membership instanceof RedisMembership ? new RedisDutyIndex(membership.redis, membership.processId) : new LocalDutyIndex();
+  if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
+
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
     users: new PgUserStore(db.sql),
     responders: new PgResponderStore(db.sql),
     refreshTokens: new PgRefreshTokenStore(db.sql),
     eta: new ConstantSpeedEta(config.eta.speedKmh),
-    duty: new DutyIndex(),
-    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName),
+    duty,
+    membership,
+    bus: new ClusterBus(presence, log),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership),
     emergencyStore,
     medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit: new PgAuditLog(db.sql), master: masterKey, node: config.nodeName }),
   };
@@ -110,28 +191,53 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
 
   let ready = false;
-  const server = new HavenServer({ transport: selected.transport, greet: false, logger: colyseusLogger(log) } as ServerOptions);
   server.define("emergency", EmergencyRoom);
   server.define("duty", DutyRoom);
   server.define("hospital", HospitalRoom);
   const flusher = new SnapshotFlusher(s.emergencies, emergencyStore, log);
+  const failover = new Failover({
+    membership, emergencies: s.emergencies, duty, ensureWallboards: () => ensureWallboards(s), log,
+    checkIntervalMs: cluster?.checkIntervalMs ?? 1000, sweepIntervalMs: cluster?.sweepIntervalMs ?? 10_000,
+  });
+  if (membership instanceof RedisMembership) {
+    const m = membership;
+    m.on("reconnected", () => {
+      // a restarted Redis lost the room index, the claims, the on-duty index and the assignments
+      for (const room of s.emergencies.liveRooms()) room.reassertAssignments();
+      void (duty as RedisDutyIndex).rewrite();
+      void Promise.resolve(matchMaker.stats.persist(true)).catch(() => undefined);
+    });
+    // every beat: a room of this node missing from the room index (Redis restarted, or this node
+    // was wrongly reaped) is listed again, so that matchmaking finds it
+    m.on("beat", () => void relistHeldRooms(m).catch(() => undefined));
+    // another node holds this room now: its parties go there
+    m.on("lost", (roomId: string) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish());
+  }
   server.onBeforeShutdown(async () => {
     ready = false;
+    failover.stop();
     flusher.stop();
     const saved = await flusher.flush(true);
     log.info({ snapshots: saved }, "shutting down: state flushed; clients are told to reconnect");
   });
-  server.onShutdown(() => db.close());
+  server.onShutdown(async () => {
+    await membership.stop();
+    await db.close();
+  });
 
   selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, ready: () => ready }));
   await server.listenOn(config.port, config.host);
-  for (const h of hospitals.all()) await matchMaker.createRoom("hospital", { hospitalId: h.id });
-  const restored = await s.emergencies.restore(await emergencyStore.active(), log);
+  await membership.announce();
+  await applyClusterNotices(s);
+  await ensureWallboards(s);
+  // emergencies that no live node holds (this node's own, after a restart or a crash) come back now
+  const restored = await s.emergencies.sweep(log);
   if (restored > 0) log.info({ restored }, "active emergencies restored");
+  failover.start();
   flusher.start();
   ready = true;
 
   const port = selected.boundPort(config.port);
-  log.info({ port, transport: selected.name, hospitals: hospitals.all().length, database: db.embedded ? "embedded" : "external" }, `Haven listening on port ${port} (transport: ${selected.name})`);
+  log.info({ port, transport: selected.name, hospitals: hospitals.all().length, database: db.embedded ? "embedded" : "external", cluster: cluster ? { processId: membership.processId, publicAddress: cluster.publicAddress } : false }, `Haven listening on port ${port} (transport: ${selected.name}${cluster ? `, cluster node ${membership.processId}` : ""})`);
   return { port, transport: selected.name, services: s };
 }

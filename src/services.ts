@@ -8,6 +8,8 @@ import type { EtaProvider } from "./domain/eta.ts";
 import type { DutyIndex } from "./domain/duty.ts";
 import type { EmergencyRegistry } from "./domain/emergencies.ts";
 import type { MedicalProfiles } from "./medical/service.ts";
+import type { Membership } from "./cluster/membership.ts";
+import type { ClusterBus } from "./cluster/bus.ts";
 
 /**
  * What the room actors and HTTP handlers share in one process. Rooms are constructed by the
@@ -28,6 +30,9 @@ export interface Services {
   emergencies: EmergencyRegistry;
   emergencyStore: EmergencyStore;
   medical: MedicalProfiles;
+  /** Which process holds which room, cluster-wide (one process: itself). */
+  membership: Membership;
+  bus: ClusterBus;
 }
 
 let current: Services | undefined;

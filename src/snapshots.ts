@@ -47,14 +47,16 @@ export class SnapshotFlusher {
   }
 
   private async write(all: boolean): Promise<number> {
-    const rooms = this.registry.liveRooms().filter((r) => (all || r.dirty) && !r.isCommitting());
+    const rooms = this.registry.liveRooms().filter((r) => (all || r.dirty) && !r.isCommitting() && !r.isRelinquished());
     if (rooms.length === 0) return 0;
     const rows = rooms.map((r) => {
       r.dirty = false;
-      return { id: r.roomId, ...r.snapshot() };
+      return { id: r.roomId, fence: r.fence, ...r.snapshot() };
     });
     try {
-      await this.store.saveSnapshots(rows);
+      const fenced = new Set(await this.store.saveSnapshots(rows));
+      // taken over by another node while this one was cut off: those rooms close, their parties rejoin there
+      for (const r of rooms) if (fenced.has(r.roomId)) r.relinquish();
       if (this.failing) this.log.info({ rooms: rows.length }, "snapshots are being written again");
       this.failing = false;
       return rows.length;

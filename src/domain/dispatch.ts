@@ -14,6 +14,9 @@ export interface Outstanding {
   userId: string;
   dutyRoomId: string;
   distanceM: number;
+  /** Where the responder was when offered (their position until they join the emergency). */
+  lat: number;
+  lng: number;
   expiresAt: number;
 }
 

@@ -1,18 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { matchMaker } from "@colyseus/core";
 import type { Principal } from "../auth/tokens.ts";
 import { HavenError } from "../protocol/errors.ts";
 import type { EmergencyCreateOptions, EmergencyRoom } from "../../rooms/EmergencyRoom.ts";
-import type { ActiveEmergency, EmergencyStore } from "../../persistence/stores.ts";
+import type { EmergencyStore } from "../../persistence/stores.ts";
 import type { Logger } from "../log.ts";
-
-export interface EmergencyRecord {
-  id: string;
-  patientId: string;
-  bypass: boolean;
-  createdAt: number;
-  status: "active" | "handed_over" | "cancelled";
-}
+import type { Membership } from "../cluster/membership.ts";
+import { ensureRoom, type RoomListing } from "../cluster/rooms.ts";
 
 export interface AlertInput {
   lat: number;
@@ -22,28 +15,29 @@ export interface AlertInput {
   note?: string;
 }
 
+const UNIQUE_VIOLATION = "23505";
+/** How many emergencies one sweep brings back at once. */
+const RESTORE_CONCURRENCY = 8;
+
 /**
- * Which emergencies exist and whose they are. It keeps the rule of one active emergency per
- * patient (a second alert returns the first) and the rule that an emergency-bypass token raises
- * one emergency only. The room actor itself is created here, never by a client.
+ * Which emergencies exist, and where their room actors live. Postgres is the record: it keeps the
+ * rule of one active emergency per patient (a second alert returns the first, on whichever node
+ * it arrives) and the rule that an emergency-bypass token raises one emergency only. The room
+ * actor is created here, never by a client, on the least busy live node, and brought back on a
+ * live node when the node that held it died.
  */
 export class EmergencyRegistry {
   private readonly store: EmergencyStore;
   private readonly node: string;
+  private readonly membership: Membership;
   private readonly rooms = new Set<EmergencyRoom>();
-  private readonly byId = new Map<string, EmergencyRecord>();
-  /** patient → id of the active emergency, or the promise of one being created. */
-  private readonly active = new Map<string, Promise<EmergencyRecord>>();
-  /** bypass subject → the one emergency it raised. */
-  private readonly bypassUsed = new Map<string, string>();
+  /** patient → the alert being raised on this node right now. */
+  private readonly raising = new Map<string, Promise<{ id: string; bypass: boolean }>>();
 
-  constructor(store: EmergencyStore, node: string) {
+  constructor(store: EmergencyStore, node: string, membership: Membership) {
     this.store = store;
     this.node = node;
-  }
-
-  get(id: string): EmergencyRecord | undefined {
-    return this.byId.get(id);
+    this.membership = membership;
   }
 
   /** The emergency rooms alive on this node (for snapshots). */
@@ -51,88 +45,108 @@ export class EmergencyRegistry {
   detach(room: EmergencyRoom): void { this.rooms.delete(room); }
   liveRooms(): EmergencyRoom[] { return [...this.rooms]; }
 
-  /** The open emergency a responder is assigned to on this node, if any. */
-  assignmentOf(responderId: string): string | undefined {
-    for (const room of this.rooms) {
-      const s = room.state;
-      if (s.status !== "handed_over" && s.status !== "cancelled" && (s.firstAiders.has(responderId) || s.ambulance.has(responderId))) return room.roomId;
-    }
-    return undefined;
+  /** Open emergencies held on this node. */
+  activeCount(): number {
+    return this.liveRooms().filter((r) => r.isOpen()).length;
   }
 
   /**
-   * Brings back every emergency that was active when the last process stopped or died: each room
-   * is recreated from its latest snapshot (or, without one, from its alert) before this node
-   * reports ready.
+   * The room of an active emergency, wherever it lives; brought back from Postgres on the least
+   * busy live node when no live node holds it.
    */
-  async restore(active: ActiveEmergency[], log: Logger): Promise<number> {
-    for (const a of active) {
-      const options = { ...(a.alert as unknown as EmergencyCreateOptions), emergencyId: a.id, snapshot: a.snapshot?.toString("base64") };
-      await matchMaker.createRoom("emergency", options);
-      const record: EmergencyRecord = { id: a.id, patientId: a.patientId, bypass: a.bypass, createdAt: Date.now(), status: "active" };
-      this.byId.set(a.id, record);
-      this.active.set(a.patientId, Promise.resolve(record));
-      if (a.bypass) this.bypassUsed.set(a.patientId, a.id);
-      log.info({ emergencyId: a.id, fromSnapshot: a.snapshot !== undefined }, "emergency restored");
+  async ensure(id: string): Promise<RoomListing> {
+    try {
+      return await ensureRoom(this.membership, "emergency", id, { emergencyId: id } satisfies EmergencyCreateOptions);
+    } catch (error) {
+      if (String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+      throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", { cause: String((error as Error).message) });
     }
-    return active.length;
   }
 
-  activeCount(): number {
-    return this.active.size;
+  /**
+   * Brings back every active emergency whose holder is not alive: at start (after a restart or a
+   * crash of this node) and whenever a node of the cluster dies. Returns how many were restored.
+   */
+  async sweep(log: Logger): Promise<number> {
+    const active = await this.store.activeOwners();
+    const dead = await this.membership.deadOnes(active.flatMap((a) => (a.owner ? [a.owner] : [])));
+    const orphans = active.filter((a) => !a.owner || dead.has(a.owner));
+    let restored = 0;
+    const queue = [...orphans];
+    await Promise.all(Array.from({ length: Math.min(RESTORE_CONCURRENCY, queue.length) }, async () => {
+      for (let a = queue.shift(); a; a = queue.shift()) {
+        try {
+          const listing = await this.ensure(a.id);
+          restored++;
+          log.info({ emergencyId: a.id, previousHolder: a.owner, holder: listing.processId }, "emergency restored");
+        } catch (error) {
+          log.warn({ err: error, emergencyId: a.id }, "emergency not restored yet; the next sweep tries again");
+        }
+      }
+    }));
+    return restored;
   }
 
   /** Raises an alert, or returns the patient's active emergency (`created: false`). */
-  async raise(p: Principal, patientName: string, alert: AlertInput): Promise<{ emergency: EmergencyRecord; created: boolean }> {
+  async raise(p: Principal, patientName: string, alert: AlertInput): Promise<{ id: string; bypass: boolean; created: boolean }> {
     if (p.role !== "patient") throw new HavenError("FORBIDDEN", "only a patient (or an emergency-bypass bearer) raises an alert");
-    const pending = this.active.get(p.sub);
-    if (pending) return { emergency: await pending, created: false };
-    if (p.bypass && this.bypassUsed.has(p.sub)) {
+    const pending = this.raising.get(p.sub);
+    if (pending) return { ...(await pending), created: false };
+    const raising = this.raiseOnce(p, patientName, alert);
+    const shared = raising.then((r) => ({ id: r.id, bypass: r.bypass }));
+    shared.catch(() => undefined); // a concurrent alert awaits it; alone, its failure is answered below
+    this.raising.set(p.sub, shared);
+    try {
+      return await raising;
+    } finally {
+      this.raising.delete(p.sub);
+    }
+  }
+
+  private async raiseOnce(p: Principal, patientName: string, alert: AlertInput): Promise<{ id: string; bypass: boolean; created: boolean }> {
+    const bypass = p.bypass === true;
+    const existing = await this.unavailableIfThrows(() => this.store.activeFor(p.sub));
+    if (existing) {
+      await this.ensure(existing);
+      return { id: existing, bypass, created: false };
+    }
+    if (bypass && await this.unavailableIfThrows(() => this.store.raisedAny(p.sub))) {
       throw new HavenError("BYPASS_USED", "this emergency-bypass token has already raised its emergency");
     }
 
     const id = randomUUID();
-    const record: EmergencyRecord = { id, patientId: p.sub, bypass: p.bypass === true, createdAt: Date.now(), status: "active" };
-    const options: EmergencyCreateOptions = {
-      emergencyId: id, patientId: p.sub, patientName, bypass: record.bypass,
+    const createdAt = Date.now();
+    const record = {
+      emergencyId: id, patientId: p.sub, patientName, bypass,
       lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority, note: alert.note,
     };
-    const creating = (async () => {
-      // the alert is committed before anyone hears of it
-      try {
-        await this.store.open(
-          { id, patientId: p.sub, bypass: record.bypass, status: "alerted", priority: alert.priority ?? "high", createdAt: record.createdAt, node: this.node },
-          { seq: 1, type: "call_received", actor: `patient:${p.sub}`, payload: { ...options }, at: record.createdAt },
-        );
-      } catch (error) {
-        throw Object.assign(new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now"), { cause: error });
-      }
-      await matchMaker.createRoom("emergency", options);
-      this.byId.set(id, record);
-      return record;
-    })();
-    this.active.set(p.sub, creating);
-    if (p.bypass) this.bypassUsed.set(p.sub, id);
+    // the alert is committed before anyone hears of it
     try {
-      return { emergency: await creating, created: true };
+      await this.store.open(
+        { id, patientId: p.sub, bypass, status: "alerted", priority: alert.priority ?? "high", createdAt, node: this.node },
+        { seq: 1, type: "call_received", actor: `patient:${p.sub}`, payload: { ...record }, at: createdAt },
+      );
     } catch (error) {
-      this.active.delete(p.sub);
-      if (p.bypass) this.bypassUsed.delete(p.sub);
-      if (error instanceof HavenError) throw error;
-      throw new HavenError("UNAVAILABLE", "the emergency could not be started; retry", { cause: String((error as Error).message) });
+      const e = error as { code?: string; constraint_name?: string };
+      if (e.code === UNIQUE_VIOLATION && e.constraint_name === "emergencies_one_active_per_patient") {
+        // the same patient's alert reached another node first
+        const first = await this.unavailableIfThrows(() => this.store.activeFor(p.sub));
+        if (first) {
+          await this.ensure(first);
+          return { id: first, bypass, created: false };
+        }
+      }
+      throw new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now", { cause: String((error as Error).message) });
     }
+    await this.ensure(id);
+    return { id, bypass, created: true };
   }
 
-  /** The emergency ended: the patient may raise a new one. */
-  closed(id: string, status: string): void {
-    const r = this.byId.get(id);
-    if (!r) return;
-    r.status = status === "cancelled" ? "cancelled" : "handed_over";
-    this.active.delete(r.patientId);
-  }
-
-  disposed(id: string): void {
-    const r = this.byId.get(id);
-    if (r && r.status === "active") this.closed(id, "cancelled");
+  private async unavailableIfThrows<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      throw new HavenError("UNAVAILABLE", "the emergency record cannot be read right now; retry", { cause: String((error as Error).message) });
+    }
   }
 }

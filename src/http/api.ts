@@ -9,6 +9,7 @@ import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from ".
 import { dutyRoomId, type DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { hospitalRoomId, type CallResult } from "../../rooms/EmergencyRoom.ts";
 import { metricsText } from "./metrics.ts";
+import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
 
 export interface ApiContext {
@@ -45,9 +46,27 @@ async function callRoom<T>(roomId: string, method: string, args: unknown[]): Pro
   return result as T;
 }
 
-function requireEmergency(id: string): void {
-  if (!services().emergencies.get(id) || !matchMaker.getLocalRoomById(id)) {
-    throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+/** The emergency's room, wherever it lives; brought back first if its node died. */
+async function requireEmergency(id: string): Promise<void> {
+  if (!UUID.test(id)) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+  await services().emergencies.ensure(id);
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Before a join by id: the room of an active emergency or of an approved hospital's wallboard is
+ * (re)opened if no live node holds it, so a client whose node died rejoins by the same id.
+ */
+async function ensureJoinable(roomId: string): Promise<void> {
+  const s = services();
+  if (UUID.test(roomId)) {
+    await s.emergencies.ensure(roomId).catch((error) => {
+      if ((error as HavenError).code === "EMERGENCY_NOT_FOUND") throw new HavenError("ROOM_NOT_FOUND", `no room ${roomId}`);
+      throw error;
+    });
+  } else if (roomId.startsWith("hospital-") && s.hospitals.get(roomId.slice("hospital-".length))) {
+    await ensureRoom(s.membership, "hospital", roomId, { hospitalId: roomId.slice("hospital-".length) });
   }
 }
 
@@ -64,6 +83,7 @@ export function buildApi(ctx: ApiContext): Router {
     uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
     emergencies: s.emergencies.activeCount(),
     tokenKey: s.tokens.development ? "development" : "configured",
+    cluster: s.membership.clustered ? { processId: s.membership.processId, node: config.nodeName, redis: s.membership.connected() ? "up" : "down" } : false,
   }));
   router.on("GET", "/ready", () => ctx.ready() ? ok({ ready: true }) : { status: 503, body: { ready: false } });
   router.on("GET", "/metrics", () => ({ status: 200, text: metricsText(ctx.transport), headers: { "content-type": "text/plain; version=0.0.4" } }));
@@ -98,26 +118,26 @@ export function buildApi(ctx: ApiContext): Router {
     const p = await principalOf(req);
     const body = validate<{ lat: number; lng: number; accuracy?: number; priority?: "critical" | "high" | "medium"; note?: string }>("alert", jsonBody(req));
     if (!ctx.ready()) throw new HavenError("UNAVAILABLE", "this node is shutting down; retry");
-    const { emergency, created } = await s.emergencies.raise(p, await ctx.accounts.displayName(p), body);
-    return ok({ emergencyId: emergency.id, roomName: "emergency", created, bypass: emergency.bypass }, created ? 201 : 200);
+    const { id, bypass, created } = await s.emergencies.raise(p, await ctx.accounts.displayName(p), body);
+    return ok({ emergencyId: id, roomName: "emergency", created, bypass }, created ? 201 : 200);
   });
   router.on("GET", "/api/emergency/:id/status", async (req, { id }) => {
     const p = await principalOf(req);
-    requireEmergency(id);
+    await requireEmergency(id);
     const r = await callRoom<{ emergency: unknown }>(id, "statusFor", [p]);
     return ok(r.emergency);
   });
   router.on("PUT", "/api/emergency/:id/location", async (req, { id }) => {
     const p = await principalOf(req);
     const body = validate("location", jsonBody(req));
-    requireEmergency(id);
+    await requireEmergency(id);
     await callRoom(id, "restPosition", [p, body]);
     return ok({ ok: true });
   });
   router.on("POST", "/api/emergency/:id/cancel", async (req, { id }) => {
     const p = await principalOf(req);
     const body = validate<{ reason: string; note?: string; idempotencyKey?: string }>("restCancel", jsonBody(req));
-    requireEmergency(id);
+    await requireEmergency(id);
     const r = await callRoom<{ status: string }>(id, "restCancel", [p, { reason: body.reason, note: body.note }, body.idempotencyKey]);
     return ok({ ok: true, status: r.status });
   });
@@ -158,7 +178,8 @@ export function buildApi(ctx: ApiContext): Router {
     const record = await s.hospitalStore.approve(id, p.sub);
     if (!record) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
     s.hospitals.add({ ...record, specialties: record.specialties as Specialty[] });
-    if (!matchMaker.getLocalRoomById(hospitalRoomId(id))) await matchMaker.createRoom("hospital", { hospitalId: id });
+    await s.bus.publish({ type: "hospital_approved", hospitalId: id });
+    await ensureRoom(s.membership, "hospital", hospitalRoomId(id), { hospitalId: id });
     return ok({ id, approved: true });
   });
   router.on("POST", "/api/hospitals/:id/availability", async (req, { id }) => {
@@ -195,13 +216,11 @@ export function buildApi(ctx: ApiContext): Router {
     const responder = await s.responders.get(p.sub);
     if (!responder?.verified) throw new HavenError("NOT_VERIFIED", "a responder goes on duty once ops has verified them");
     const roomId = dutyRoomId(p.sub);
-    if (!matchMaker.getLocalRoomById(roomId)) {
-      const options: DutyCreateOptions = { responderId: p.sub, kind: p.role as DutyCreateOptions["kind"], name: await ctx.accounts.displayName(p) };
-      try {
-        await matchMaker.createRoom("duty", options);
-      } catch (error) {
-        if (!matchMaker.getLocalRoomById(roomId)) throw error;
-      }
+    const options: DutyCreateOptions = { responderId: p.sub, kind: p.role as DutyCreateOptions["kind"], name: await ctx.accounts.displayName(p) };
+    try {
+      await ensureRoom(s.membership, "duty", roomId, options as unknown as Record<string, unknown>);
+    } catch (error) {
+      throw new HavenError("UNAVAILABLE", "the duty room cannot be opened right now; retry", { cause: String((error as Error).message) });
     }
     return ok({ roomId, roomName: "duty" }, 201);
   });
@@ -224,9 +243,17 @@ export function buildApi(ctx: ApiContext): Router {
       ? { reconnectionToken: typeof body?.reconnectionToken === "string" && body.reconnectionToken.length <= 128 ? body.reconnectionToken : undefined }
       : validate("joinOptions", body);
     if (method === "reconnect" && !options.reconnectionToken) throw new HavenError("INVALID_PAYLOAD", "reconnectionToken is required");
+    const auth = createAuthContext({ headers: req.headers, token, remoteAddress: req.ip });
+    if (method === "joinById") await ensureJoinable(roomId);
     try {
-      const reservation = await matchMaker.controller.invokeMethod(method, roomId, options, createAuthContext({ headers: req.headers, token, remoteAddress: req.ip }));
-      return ok(reservation);
+      try {
+        return ok(await matchMaker.controller.invokeMethod(method, roomId, options, auth));
+      } catch (error) {
+        // the holder died between the lookup and the seat reservation: reopen the room elsewhere, once
+        if (method !== "joinById" || !String((error as Error).message).includes("is not available")) throw error;
+        await ensureJoinable(roomId);
+        return ok(await matchMaker.controller.invokeMethod(method, roomId, options, auth));
+      }
     } catch (error) {
       const code = (error as { code?: number }).code;
       if (code === ErrorCode.MATCHMAKE_INVALID_ROOM_ID) throw new HavenError("ROOM_NOT_FOUND", `no room ${roomId}`);
