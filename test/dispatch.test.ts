@@ -117,6 +117,9 @@ describe("duplicate alerts and cancel", () => {
     const faRoom = await join(h, fa1.acc.token, id);
     const faLeft = new Promise<number>((r) => faRoom.onLeave((code: number) => r(code)));
     await waitFor(fa1.duty, (s) => s.assignedTo === id, 2000, "assigned");
+    // the first-aider moves on, reporting only to the emergency room
+    const farAway = north(TOWN, 20_000);
+    await faRoom.request("position", farAway);
 
     const res = await pRoom.request("cancel", { reason: "false_alarm", note: "I am fine" });
     expect(res).toMatchObject({ ok: true, status: "cancelled" });
@@ -124,6 +127,10 @@ describe("duplicate alerts and cancel", () => {
     await until(() => offersOf(fa2.duty, id).length === 0, 2000, "outstanding offer withdrawn");
     await waitFor(fa1.duty, (s) => s.assignedTo === "", 2000, "first-aider released");
     expect(await faLeft).toBe(4410);
+    // released, the first-aider is dispatchable again where the emergency last saw them
+    const next = await alert(north(farAway, 50));
+    await until(() => offersOf(fa1.duty, next.id).length === 1, 3000, "offer at the position seen by the emergency");
+    expect((await h.http("POST", `/api/emergency/${next.id}/cancel`, { reason: "duplicate" }, ops.token)).status).toBe(200);
     // cancelling again is answered the same way; other actions are refused
     const status = await h.http("GET", `/api/emergency/${id}/status`, undefined, patient.token);
     expect([200, 404]).toContain(status.status);

@@ -39,6 +39,8 @@ export interface Haven {
   proc: ChildProcess;
   logs: string[];
   stop(): Promise<void>;
+  /** SIGKILL: the process dies at once, as in a crash. */
+  kill(): Promise<void>;
   http<T = any>(method: string, path: string, body?: unknown, token?: string, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
 }
 
@@ -84,7 +86,9 @@ export async function freshDatabase(): Promise<{ url: string; name: string; drop
 export async function startHaven(env: Record<string, string> = {}): Promise<Haven> {
   const port = await freePort();
   const db = env.DATABASE_URL ? undefined : await freshDatabase();
-  const dataDir = mkdtempSync(joinPath(tmpdir(), "haven-test-"));
+  // nodes of one cluster share a data folder (and with it the development signing keys)
+  const ownDataDir = env.HAVEN_DATA_DIR === undefined;
+  const dataDir = env.HAVEN_DATA_DIR ?? mkdtempSync(joinPath(tmpdir(), "haven-test-"));
   const logs: string[] = [];
   const proc = spawn(process.execPath, ["src/main.ts"], {
     cwd: root,
@@ -113,8 +117,9 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`haven exited with ${proc.exitCode}:\n${logs.join("")}`);
     try {
-      const r = await fetch(`${url}/health`);
-      if (r.ok) { health = await r.json(); break; }
+      // ready: listening, and every emergency it had to restore is back
+      const r = await fetch(`${url}/ready`);
+      if (r.ok) { health = await (await fetch(`${url}/health`)).json(); break; }
     } catch { /* not up yet */ }
     await sleep(100);
   }
@@ -133,6 +138,12 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
 
   return {
     url, port, transport: health.transport, proc, logs, http, databaseUrl: env.DATABASE_URL ?? db!.url,
+    async kill() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill("SIGKILL");
+      await exited;
+    },
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
@@ -141,7 +152,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
         if (proc.exitCode === null) proc.kill("SIGKILL");
       }
       await db?.drop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (ownDataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -286,4 +297,93 @@ export async function until(predicate: () => boolean, timeoutMs = 2000, what = "
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** The machine's Redis (tests start it when it is down; they never skip). */
+export const REDIS_URL = process.env.HAVEN_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+export async function ensureRedis(url = REDIS_URL): Promise<void> {
+  const { Redis } = await import("ioredis");
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch {
+    const u = new URL(url);
+    execFileSync("redis-server", ["--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", u.port || "6379", "--save", "", "--appendonly", "no"], { stdio: "inherit" });
+    await sleep(300);
+  } finally {
+    probe.disconnect();
+  }
+}
+
+export interface Cluster {
+  nodes: Haven[];
+  databaseUrl: string;
+  redisUrl: string;
+  dataDir: string;
+  /** Starts one more node on the same database, Redis and data folder. */
+  add(env?: Record<string, string>): Promise<Haven>;
+  stop(): Promise<void>;
+}
+
+/**
+ * `n` Haven processes in cluster mode on one fresh database and one Redis database (emptied
+ * first), sharing a data folder. The first node starts alone (it seeds the database and writes
+ * the development keys), the others together.
+ */
+export async function startCluster(n: number, env: Record<string, string> = {}, redis: { url: string; db: number } = { url: REDIS_URL, db: 9 }): Promise<Cluster> {
+  await ensureRedis(redis.url);
+  const { Redis } = await import("ioredis");
+  const redisUrl = `${redis.url.replace(/\/\d*$/, "")}/${redis.db}`;
+  const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  await admin.flushdb();
+  admin.disconnect();
+  const db = await freshDatabase();
+  const dataDir = mkdtempSync(joinPath(tmpdir(), "haven-cluster-"));
+  const all: Haven[] = [];
+  const add = async (extra: Record<string, string> = {}) => {
+    const h = await startHaven({ DATABASE_URL: db.url, REDIS_URL: redisUrl, HAVEN_DATA_DIR: dataDir, ...env, ...extra });
+    all.push(h);
+    return h;
+  };
+  const first = await add({ HAVEN_NODE_NAME: "node-1" });
+  const rest = await Promise.all(Array.from({ length: n - 1 }, (_, i) => add({ HAVEN_NODE_NAME: `node-${i + 2}` })));
+  return {
+    nodes: [first, ...rest], databaseUrl: db.url, redisUrl, dataDir, add,
+    async stop() {
+      await Promise.all(all.map((h) => h.stop()));
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Where a room lives: the node of the cluster whose public address the room's listing in Redis carries. */
+export async function holderOf(c: Cluster, roomId: string, timeoutMs = 5000): Promise<Haven> {
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(c.redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on("error", () => {});
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const raw = await redis.hget("roomcaches", roomId).catch(() => null);
+      if (raw) {
+        const address = JSON.parse(raw).publicAddress as string;
+        const node = c.nodes.find((n) => n.url.endsWith(address));
+        if (node) return node;
+      }
+      await sleep(50);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  throw new Error(`room ${roomId} is listed on no node`);
+}
+
+/** One gauge of a node's /metrics. */
+export async function metric(h: Haven, name: string): Promise<number> {
+  const r = await fetch(`${h.url}/metrics`);
+  const line = (await r.text()).split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1]);
 }

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { pino } from "pino";
 import { migrate, MIGRATION_LOCK_KEY, openDatabase, type Sql } from "../persistence/db.ts";
+import { PgEmergencyStore } from "../persistence/postgres.ts";
+import { FencedError } from "../persistence/stores.ts";
 
 /** The machine's Postgres: started here when it is down; these tests never skip. */
 const ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -89,7 +91,7 @@ afterAll(async () => {
 describe("migrations", () => {
   it("create every table on an empty database, and apply nothing the second time", async () => {
     const sql = client(await freshDatabase());
-    expect(await migrate(sql, silent)).toEqual({ applied: ["001_initial"] });
+    expect(await migrate(sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership"] });
     const rows = await sql<{ table_name: string }[]>`
       select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
     expect(rows.map((r) => r.table_name)).toEqual(TABLES);
@@ -98,7 +100,7 @@ describe("migrations", () => {
     expect(m.checksum).toMatch(/^[0-9a-f]{64}$/);
 
     expect(await migrate(sql, silent)).toEqual({ applied: [] });
-    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(1);
+    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(2);
   });
 
   it("two nodes migrating one empty database together: each migration applied once, both succeed", async () => {
@@ -126,9 +128,9 @@ describe("migrations", () => {
     release();
     await held;
     const results = await both;
-    expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial"]]);
-    const rows = await a`select version from haven_schema_migrations`;
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial", "002_emergency_ownership"]]);
+    const rows = await a`select version from haven_schema_migrations order by version`;
+    expect(rows.map((r) => r.version)).toEqual([1, 2]);
   });
 
   it("refuse an applied migration whose file changed", async () => {
@@ -175,6 +177,45 @@ describe("schema", () => {
     await sql`update emergencies set status = 'cancelled', closed_at = now() where id = ${second}`;
     await insert(crypto.randomUUID());
     expect((await sql`select count(*)::int as n from emergencies where patient_id = 'p-one'`)[0].n).toBe(3);
+  });
+});
+
+describe("fencing of emergency writes", () => {
+  it("a takeover raises the token; the earlier holder's commits and snapshots are refused, the new holder's land", async () => {
+    const sql = client(await freshDatabase(), 3);
+    await migrate(sql, silent);
+    const store = new PgEmergencyStore(sql);
+    const id = crypto.randomUUID();
+    const at = Date.now();
+    await store.open({ id, patientId: "p-fence", bypass: false, status: "alerted", priority: "high", createdAt: at, node: "n1" },
+      { seq: 1, type: "call_received", actor: "patient:p-fence", payload: { lat: -1.28 }, at });
+    const snap = (seq: number, tag: string) => ({ seq, state: Buffer.from(tag) });
+
+    const first = await store.claim(id, "proc-a", "n1");
+    expect(first).toMatchObject({ id, fence: 1, patientId: "p-fence", alert: { lat: -1.28 } });
+    expect(await store.commit(id, first!.fence, [{ seq: 2, type: "responder_assigned", actor: "x", payload: {}, at }], snap(2, "a-2"), "dispatched")).toBe(true);
+
+    // another process takes over: it reads what the first one committed, under a higher token
+    const second = await store.claim(id, "proc-b", "n2");
+    expect(second!.fence).toBe(2);
+    expect(second!.snapshot!.toString()).toBe("a-2");
+
+    // the first holder, unaware, tries to write: refused, nothing of it lands
+    await expect(store.commit(id, first!.fence, [{ seq: 3, type: "on_scene", actor: "x", payload: {}, at }], snap(3, "a-3"), "on_scene")).rejects.toBeInstanceOf(FencedError);
+    expect(await store.saveSnapshots([{ id, fence: first!.fence, seq: 9, state: Buffer.from("a-stale") }])).toEqual([id]);
+    // the new holder writes as usual
+    expect(await store.commit(id, second!.fence, [{ seq: 3, type: "on_scene", actor: "y", payload: {}, at }], snap(3, "b-3"), "on_scene")).toBe(true);
+    expect(await store.saveSnapshots([{ id, fence: second!.fence, seq: 3, state: Buffer.from("b-3b") }])).toEqual([]);
+
+    const events = await sql<{ seq: number; actor: string }[]>`select seq, actor from emergency_events where emergency_id = ${id} order by seq`;
+    expect(events.map((e) => `${e.seq}:${e.actor}`)).toEqual(["1:patient:p-fence", "2:x", "3:y"]);
+    const [row] = await sql<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
+    expect(row.state.toString()).toBe("b-3b");
+    expect((await sql<{ status: string; owner: string }[]>`select status, owner from emergencies where id = ${id}`)[0]).toMatchObject({ status: "on_scene", owner: "proc-b" });
+    // a closed emergency is not taken over
+    await store.commit(id, second!.fence, [{ seq: 4, type: "cancelled", actor: "y", payload: {}, at }], snap(4, "b-4"), "cancelled");
+    expect(await store.claim(id, "proc-c", "n3")).toBeUndefined();
+    await sql.end({ timeout: 1 });
   });
 });
 
@@ -225,7 +266,7 @@ describe("embedded PostgreSQL", () => {
     const db1 = await openDatabase(options, c1.log);
     const firstMs = Math.round(performance.now() - t);
     expect(db1.embedded).toBe(true);
-    expect(await migrate(db1.sql, silent)).toEqual({ applied: ["001_initial"] });
+    expect(await migrate(db1.sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership"] });
     const [settings] = await db1.sql`select current_setting('statement_timeout') as st, current_setting('application_name') as app, current_user as who, pg_encoding_to_char(encoding) as enc from pg_database where datname = current_database()`;
     expect(settings).toEqual({ st: "4s", app: "haven", who: "haven", enc: "UTF8" });
     await db1.sql`insert into hospitals (id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting) values ('h1', 'Kenyatta', -1.3, 36.8, ${["trauma"]}, 5, 2, true)`;

@@ -26,10 +26,18 @@ describe("start-up", () => {
     ["HAVEN_ACCESS_TOKEN_TTL_SECONDS", "86400"],
     ["HAVEN_TOKEN_SECRET_KEY", "not-a-key"],
     ["HAVEN_DISPATCH_FIRST_AIDER_MAX_RADIUS_M", "100"],
+    ["REDIS_URL", "http://127.0.0.1:6379"],
+    ["HAVEN_PUBLIC_ADDRESS", "127.0.0.1:2567"], // without REDIS_URL it means nothing: refused rather than ignored
   ])("a bad %s stops the process with a message naming it", async (name, value) => {
     const { code, output } = await runToExit({ [name]: value });
     expect(code).toBe(2);
     expect(output).toContain(name);
+  });
+
+  it("cluster mode on a wildcard HOST needs the address at which clients reach the node", async () => {
+    const { code, output } = await runToExit({ REDIS_URL: "redis://127.0.0.1:6379", HOST: "0.0.0.0" });
+    expect(code).toBe(2);
+    expect(output).toContain("HAVEN_PUBLIC_ADDRESS");
   });
 
   it("production without a signing key refuses to start", async () => {
