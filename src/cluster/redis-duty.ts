@@ -61,10 +61,16 @@ export class RedisDutyIndex implements DutyIndex {
     return this.redis.havenDutyWrite(entryKey(userId), ASSIGNED, mode, userId, ...flat);
   }
 
+  /**
+   * Both commands are queued at once, in order on the one connection, so that an update issued
+   * right after (the app's first position) reaches Redis after the entry it updates exists.
+   */
   async upsert(entry: OnDuty): Promise<void> {
     this.mine.set(entry.userId, { ...entry });
-    await this.redis.sadd(procKey(this.processId), entry.userId);
-    await this.write(entry.userId, "upsert", { pid: this.processId, kind: entry.kind, name: entry.name, available: entry.available, lat: entry.lat, lng: entry.lng, updatedAt: entry.updatedAt });
+    await Promise.all([
+      this.redis.sadd(procKey(this.processId), entry.userId),
+      this.write(entry.userId, "upsert", { pid: this.processId, kind: entry.kind, name: entry.name, available: entry.available, lat: entry.lat, lng: entry.lng, updatedAt: entry.updatedAt }),
+    ]);
   }
 
   async update(userId: string, patch: Partial<Pick<OnDuty, "lat" | "lng" | "available" | "updatedAt">>): Promise<void> {
