@@ -316,10 +316,4 @@ export class PgEmergencyStore implements EmergencyStore {
     const [row] = await this.sql`select 1 from emergencies where patient_id = ${patientId} limit 1`;
     return row !== undefined;
   }
-
-  async isActive(id: string): Promise<boolean> {
-    if (!isUuid(id)) return false;
-    const [row] = await this.sql`select 1 from emergencies where id = ${id} and status not in ('handed_over', 'cancelled')`;
-    return row !== undefined;
-  }
 }

@@ -158,6 +158,4 @@ export interface EmergencyStore {
   activeFor(patientId: string): Promise<string | undefined>;
   /** Whether the subject ever raised an emergency (an emergency-bypass token raises one). */
   raisedAny(patientId: string): Promise<boolean>;
-  /** Whether the emergency exists and is active. */
-  isActive(id: string): Promise<boolean>;
 }

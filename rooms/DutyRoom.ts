@@ -14,8 +14,6 @@ export interface DutyCreateOptions {
   name: string;
 }
 
-export { dutyRoomId };
-
 /** Writes to the on-duty index are best effort: Redis away must not fail the responder's socket. */
 const quietly = (p: Promise<unknown>) => void p.catch(() => undefined);
 

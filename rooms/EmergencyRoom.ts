@@ -6,7 +6,7 @@ import { HavenError, toWireError } from "../src/protocol/errors.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
 import { DispatchPolicy, type Outstanding } from "../src/domain/dispatch.ts";
-import type { Candidate, ResponderKind } from "../src/domain/duty.ts";
+import { dutyRoomId, type Candidate, type ResponderKind } from "../src/domain/duty.ts";
 import { isUrban, type LatLng } from "../src/domain/geo.ts";
 import { neededSpecialties, rankHospitals } from "../src/domain/matching.ts";
 import type { Specialty } from "../src/domain/hospitals.ts";
@@ -16,7 +16,6 @@ import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/E
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
 import { FencedError } from "../persistence/stores.ts";
-import { dutyRoomId } from "../src/domain/duty.ts";
 
 /** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
 const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });

@@ -17,7 +17,7 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
-function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+export function int(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `expected an integer, got ${JSON.stringify(raw)}`);
@@ -58,7 +58,7 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
 }
 
 /** An optional URL whose scheme must be one of `protocols` (the first one names it in the error). */
-function urlOf(env: Env, name: string, protocols: readonly string[]): string | undefined {
+export function urlOf(env: Env, name: string, protocols: readonly string[]): string | undefined {
   const raw = str(env, name, undefined);
   if (raw === undefined) return undefined;
   let url: URL;

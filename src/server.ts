@@ -21,7 +21,7 @@ import { ConstantSpeedEta } from "./domain/eta.ts";
 import { LocalDutyIndex, type DutyIndex } from "./domain/duty.ts";
 import { LocalMembership, RedisMembership, type Membership } from "./cluster/membership.ts";
 import { RedisDutyIndex } from "./cluster/redis-duty.ts";
-import { ensureRoom, processSelector } from "./cluster/rooms.ts";
+import { ensureRoom, listingOf, processSelector } from "./cluster/rooms.ts";
 import { ClusterBus } from "./cluster/bus.ts";
 import { Failover } from "./cluster/failover.ts";
 import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
@@ -63,8 +63,7 @@ async function relistHeldRooms(m: RedisMembership): Promise<void> {
   const listed = await matchMaker.findRoomsByIds(ids);
   for (const id of ids) {
     if (listed.has(id)) continue;
-    const room = matchMaker.getLocalRoomById(id) as unknown as { _listing: Parameters<typeof matchMaker.driver.persist>[0] };
-    await matchMaker.driver.persist(room._listing, true);
+    await matchMaker.driver.persist(listingOf(matchMaker.getLocalRoomById(id)), true);
   }
 }
 

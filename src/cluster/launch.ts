@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { Redis } from "ioredis";
 import { startFrontDoor, type FrontDoor } from "./front-door.ts";
+import { ConfigError, int, urlOf } from "../config.ts";
 
 /**
  * `npm run cluster`: a local cluster of three Haven nodes and a front door on this machine,
@@ -47,41 +48,18 @@ interface LaunchConfig {
   dataDir: string;
 }
 
-class LaunchConfigError extends Error {}
-
-function port(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw.trim())) throw new LaunchConfigError(`${name}: expected an integer, got ${JSON.stringify(raw)}`);
-  const value = Number(raw);
-  if (value < 1 || value > max) throw new LaunchConfigError(`${name}: must be between 1 and ${max}, got ${value}`);
-  return value;
-}
-
-function url(env: NodeJS.ProcessEnv, name: string, fallback: string, protocols: readonly string[]): string {
-  const raw = env[name] === undefined || env[name] === "" ? fallback : env[name]!;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new LaunchConfigError(`${name}: is not a URL`);
-  }
-  if (!protocols.includes(parsed.protocol)) throw new LaunchConfigError(`${name}: must be a ${protocols.map((p) => `${p}//`).join(" or ")} URL`);
-  return raw;
-}
-
 function loadLaunchConfig(env: NodeJS.ProcessEnv): LaunchConfig {
-  const basePort = port(env, "HAVEN_CLUSTER_BASE_PORT", 2571, 65535 - (NODES - 1));
-  const frontPort = port(env, "HAVEN_CLUSTER_FRONT_PORT", 2567, 65535);
+  const basePort = int(env, "HAVEN_CLUSTER_BASE_PORT", 2571, 1, 65535 - (NODES - 1));
+  const frontPort = int(env, "HAVEN_CLUSTER_FRONT_PORT", 2567, 1, 65535);
   if (frontPort >= basePort && frontPort < basePort + NODES) {
-    throw new LaunchConfigError(`HAVEN_CLUSTER_FRONT_PORT: ${frontPort} is one of the nodes' ports (${basePort}-${basePort + NODES - 1})`);
+    throw new ConfigError("HAVEN_CLUSTER_FRONT_PORT", `${frontPort} is one of the nodes' ports (${basePort}-${basePort + NODES - 1})`);
   }
   const dataDir = env.HAVEN_DATA_DIR === undefined || env.HAVEN_DATA_DIR === "" ? resolve(root, ".data/cluster") : env.HAVEN_DATA_DIR;
   return {
     basePort,
     frontPort,
-    databaseUrl: url(env, "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/haven_cluster", ["postgres:", "postgresql:"]),
-    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    databaseUrl: urlOf(env, "DATABASE_URL", ["postgres:", "postgresql:"]) ?? "postgres://postgres@127.0.0.1:5432/haven_cluster",
+    redisUrl: urlOf(env, "REDIS_URL", ["redis:", "rediss:"]) ?? "redis://127.0.0.1:6379",
     dataDir: isAbsolute(dataDir) ? dataDir : resolve(dataDir),
   };
 }
@@ -168,7 +146,7 @@ const config = (() => {
   try {
     return loadLaunchConfig(process.env);
   } catch (error) {
-    if (!(error instanceof LaunchConfigError)) throw error;
+    if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`haven cluster: invalid configuration: ${error.message}\n`);
     process.exit(2);
   }

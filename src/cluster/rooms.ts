@@ -12,6 +12,11 @@ export function heldElsewhere(roomId: string): Error {
 /** A room's entry in the matchmaker's driver. */
 export type RoomListing = Awaited<ReturnType<typeof matchMaker.createRoom>>;
 
+/** The listing Colyseus keeps for a room of this process (what it writes to the driver). */
+export function listingOf(room: unknown): RoomListing {
+  return (room as { _listing: RoomListing })._listing;
+}
+
 const isHeldElsewhere = (error: unknown) => String((error as Error)?.message ?? error).includes(HELD_ELSEWHERE);
 
 /**
@@ -27,7 +32,7 @@ export async function ensureRoom(m: Membership, name: string, roomId: string, op
       await sleep(Math.min(25 * attempt, 250));
     }
     const local = matchMaker.getLocalRoomById(roomId);
-    if (local) return (local as unknown as { _listing: RoomListing })._listing;
+    if (local) return listingOf(local);
     const listing = await matchMaker.driver.findOne({ roomId }) as RoomListing | undefined;
     if (listing) {
       if ((await m.alive([listing.processId])).has(listing.processId)) return listing;

@@ -105,12 +105,13 @@ export class EmergencyRegistry {
 
   private async raiseOnce(p: Principal, patientName: string, alert: AlertInput): Promise<{ id: string; bypass: boolean; created: boolean }> {
     const bypass = p.bypass === true;
-    const existing = await this.unavailableIfThrows(() => this.store.activeFor(p.sub));
+    // a read that cannot reach the database answers UNAVAILABLE at the API's edge (asHavenError)
+    const existing = await this.store.activeFor(p.sub);
     if (existing) {
       await this.ensure(existing);
       return { id: existing, bypass, created: false };
     }
-    if (bypass && await this.unavailableIfThrows(() => this.store.raisedAny(p.sub))) {
+    if (bypass && await this.store.raisedAny(p.sub)) {
       throw new HavenError("BYPASS_USED", "this emergency-bypass token has already raised its emergency");
     }
 
@@ -130,7 +131,7 @@ export class EmergencyRegistry {
       const e = error as { code?: string; constraint_name?: string };
       if (e.code === UNIQUE_VIOLATION && e.constraint_name === "emergencies_one_active_per_patient") {
         // the same patient's alert reached another node first
-        const first = await this.unavailableIfThrows(() => this.store.activeFor(p.sub));
+        const first = await this.store.activeFor(p.sub);
         if (first) {
           await this.ensure(first);
           return { id: first, bypass, created: false };
@@ -140,13 +141,5 @@ export class EmergencyRegistry {
     }
     await this.ensure(id);
     return { id, bypass, created: true };
-  }
-
-  private async unavailableIfThrows<T>(read: () => Promise<T>): Promise<T> {
-    try {
-      return await read();
-    } catch (error) {
-      throw new HavenError("UNAVAILABLE", "the emergency record cannot be read right now; retry", { cause: String((error as Error).message) });
-    }
   }
 }
