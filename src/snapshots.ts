@@ -1,21 +1,33 @@
 import type { EmergencyStore } from "../persistence/stores.ts";
 import type { EmergencyRegistry } from "./domain/emergencies.ts";
+import type { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
 import type { Logger } from "./log.ts";
 
 /** Positions and other fast-changing state reach Postgres this often at most. */
 export const SNAPSHOT_INTERVAL_MS = 2000;
+/** The interval is cut into this many slices; each room belongs to one of them. */
+const SLICES = 20;
+
+type Row = { id: string; fence: number; seq: number; state: Buffer };
 
 /**
- * Writes the snapshots of every emergency whose state changed since its last one, across all
- * rooms of this node in one multi-row statement, at most every 2 s. A room committing a critical
- * change is skipped (its commit writes its own snapshot). When Postgres is away the rooms stay
- * dirty and catch up once it is back.
+ * Writes the snapshot of every emergency whose state changed since its last one, at most every
+ * 2 s. The work is spread over the interval: each room belongs to one of 20 slices, and every
+ * 100 ms the changed rooms of one slice are encoded and written, so no turn of the event loop
+ * encodes every room at once. Rows wait in a buffer (one per room, the newest) until they are
+ * written: when Postgres is away they stay there and go out once it is back. A room committing a
+ * critical change is skipped (its commit writes its own snapshot).
  */
 export class SnapshotFlusher {
   private readonly registry: EmergencyRegistry;
   private readonly store: EmergencyStore;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
+  private slice = 0;
+  private nextSlot = 0;
+  private readonly slots = new WeakMap<EmergencyRoom, number>();
+  /** Encoded and not yet written: emergency id → its newest row, and the room it came from. */
+  private readonly pending = new Map<string, { row: Row; room: EmergencyRoom }>();
   private running?: Promise<number>;
   private failing = false;
 
@@ -26,7 +38,7 @@ export class SnapshotFlusher {
   }
 
   start(): void {
-    this.timer ??= setInterval(() => void this.flush(false), SNAPSHOT_INTERVAL_MS);
+    this.timer ??= setInterval(() => void this.tick(), SNAPSHOT_INTERVAL_MS / SLICES);
     this.timer.unref();
   }
 
@@ -35,36 +47,62 @@ export class SnapshotFlusher {
     this.timer = undefined;
   }
 
-  /** Saves the dirty rooms' snapshots; `all` saves every room's (at shutdown). */
+  /** One slice: encode its changed rooms, then write whatever is waiting (unless a write is under way). */
+  private tick(): void {
+    const slice = this.slice;
+    this.slice = (slice + 1) % SLICES;
+    this.encode((room) => this.slotOf(room) === slice && room.dirty);
+    // while Postgres is away, one attempt per interval
+    if (!this.running && this.pending.size > 0 && (!this.failing || slice === 0)) void this.write();
+  }
+
+  /** Saves the changed rooms' snapshots now; `all` saves every room's (at shutdown). */
   async flush(all: boolean): Promise<number> {
     if (this.running) await this.running.catch(() => 0);
-    this.running = this.write(all);
+    this.encode((room) => all || room.dirty);
+    return this.write();
+  }
+
+  private slotOf(room: EmergencyRoom): number {
+    let slot = this.slots.get(room);
+    if (slot === undefined) {
+      slot = this.nextSlot;
+      this.nextSlot = (this.nextSlot + 1) % SLICES;
+      this.slots.set(room, slot);
+    }
+    return slot;
+  }
+
+  private encode(wanted: (room: EmergencyRoom) => boolean): void {
+    for (const room of this.registry.liveRooms()) {
+      if (!wanted(room) || room.isCommitting() || room.isRelinquished()) continue;
+      room.dirty = false;
+      this.pending.set(room.roomId, { row: { id: room.roomId, fence: room.fence, ...room.snapshot() }, room });
+    }
+  }
+
+  private async write(): Promise<number> {
+    if (this.pending.size === 0) return 0;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    this.running = this.store.saveSnapshots(batch.map((b) => b.row)).then((fencedIds) => {
+      // taken over by another node while this one was cut off: those rooms close, their parties rejoin there
+      const fenced = new Set(fencedIds);
+      for (const b of batch) if (fenced.has(b.row.id)) b.room.relinquish();
+      if (this.failing) this.log.info({ rooms: batch.length }, "snapshots are being written again");
+      this.failing = false;
+      return batch.length;
+    }, (error) => {
+      // back in the buffer, unless a newer row of the same room was encoded meanwhile
+      for (const b of batch) if (!this.pending.has(b.row.id)) this.pending.set(b.row.id, b);
+      if (!this.failing) this.log.warn({ err: error, rooms: batch.length }, "snapshots could not be written; retrying");
+      this.failing = true;
+      return 0;
+    });
     try {
       return await this.running;
     } finally {
       this.running = undefined;
-    }
-  }
-
-  private async write(all: boolean): Promise<number> {
-    const rooms = this.registry.liveRooms().filter((r) => (all || r.dirty) && !r.isCommitting() && !r.isRelinquished());
-    if (rooms.length === 0) return 0;
-    const rows = rooms.map((r) => {
-      r.dirty = false;
-      return { id: r.roomId, fence: r.fence, ...r.snapshot() };
-    });
-    try {
-      const fenced = new Set(await this.store.saveSnapshots(rows));
-      // taken over by another node while this one was cut off: those rooms close, their parties rejoin there
-      for (const r of rooms) if (fenced.has(r.roomId)) r.relinquish();
-      if (this.failing) this.log.info({ rooms: rows.length }, "snapshots are being written again");
-      this.failing = false;
-      return rows.length;
-    } catch (error) {
-      for (const r of rooms) r.dirty = true;
-      if (!this.failing) this.log.warn({ err: error, rooms: rows.length }, "snapshots could not be written; retrying every 2 s");
-      this.failing = true;
-      return 0;
     }
   }
 }
