@@ -1,5 +1,10 @@
 import { matchMaker } from "@colyseus/core";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { services } from "../services.ts";
+
+/** Event-loop delay, sampled every 10 ms; read and reset by each scrape. */
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 /** Prometheus text exposition of what an operator watches first. */
 export function metricsText(transport: string): string {
@@ -30,6 +35,18 @@ export function metricsText(transport: string): string {
     "# HELP haven_process_heap_used_bytes V8 heap in use.",
     "# TYPE haven_process_heap_used_bytes gauge",
     `haven_process_heap_used_bytes ${mem.heapUsed}`,
+    "# HELP haven_event_loop_stall_max_seconds Longest event-loop delay since the previous scrape.",
+    "# TYPE haven_event_loop_stall_max_seconds gauge",
+    `haven_event_loop_stall_max_seconds ${seconds(loopDelay.max)}`,
+    "# HELP haven_event_loop_delay_p99_seconds 99th percentile of event-loop delay since the previous scrape.",
+    "# TYPE haven_event_loop_delay_p99_seconds gauge",
+    `haven_event_loop_delay_p99_seconds ${seconds(loopDelay.percentile(99))}`,
   ];
+  loopDelay.reset();
   return lines.join("\n") + "\n";
+}
+
+/** Histogram nanoseconds as seconds (0 before the first sample). */
+function seconds(ns: number): number {
+  return Number.isFinite(ns) && ns > 0 ? ns / 1e9 : 0;
 }
