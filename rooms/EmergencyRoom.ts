@@ -68,6 +68,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private readonly idempotent = new Map<string, unknown>();
   private lastHospitalSync = 0;
   private hospitalSyncTimer?: { clear(): void };
+  /** What the assigned responders and the receiving hospital's staff see beyond the shared state. */
+  private medicalView?: StateView;
   /** Dispatch offer id → the responder kind it belongs to. */
   private readonly offerKinds = new Map<string, ResponderKind>();
   /** Critical changes run one at a time, each committed before it is acknowledged. */
@@ -312,6 +314,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       } finally {
         this.effects = undefined;
         this.committing--;
+        // patches held during the commit go out now
+        if (this.committing === 0) this.requestPatch();
       }
       for (const fn of effects) fn();
       if (cacheKey) {
@@ -380,8 +384,12 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   onJoin(client: HavenClient): void {
     this.setOnline(client.auth, true);
     if (this.medicallyEntitled(client.auth)) {
-      client.view = new StateView();
-      client.view.add(this.state.medical);
+      // one view for every entitled party: their patches are encoded once, not once per party
+      if (!this.medicalView) {
+        this.medicalView = new StateView();
+        this.medicalView.add(this.state.medical);
+      }
+      client.view = this.medicalView;
       this.auditDisclosure(client.auth);
     }
   }

@@ -6,6 +6,7 @@ import { decodeMessageFrame, isMessageFrame, type DecodedFrame } from "../src/pr
 import { validate, type SchemaName } from "../src/protocol/validate.ts";
 import { services } from "../src/services.ts";
 import { heldElsewhere } from "../src/cluster/rooms.ts";
+import { EventClock, patchOnChange, requestPatch } from "./patches.ts";
 
 /** A socket message the room accepts: its payload schema, who may send it, what it does. */
 export interface MessageHandler<R> {
@@ -16,6 +17,9 @@ export interface MessageHandler<R> {
 }
 
 export type HavenClient = Client & { auth: Principal };
+
+/** Stands in for a simulation interval that Haven's rooms do not run. */
+const NO_TICK = Object.freeze({});
 
 /** A client's message count in the current one-second window. */
 interface RateWindow { resetAt: number; count: number }
@@ -33,6 +37,12 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
 
   constructor() {
     super();
+    // No per-room tick: patches go out when the state changed (patches.ts), and room timers run
+    // on the event loop's own timers. A truthy simulation interval keeps Colyseus from starting
+    // its 16 ms clock tick when the patch rate is off (it only ever clears it).
+    this.clock = new EventClock() as unknown as Room["clock"];
+    (this as { patchRate: number | null }).patchRate = null;
+    (this as unknown as { _simulationInterval: unknown })._simulationInterval = NO_TICK;
     const colyseusOnMessage = (this as any)._onMessage as (client: HavenClient, buffer: Buffer) => void;
     (this as any)._onMessage = (client: HavenClient, buffer: Buffer) => {
       if (!buffer || buffer.byteLength === 0) return;
@@ -42,6 +52,19 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
       }
       colyseusOnMessage.call(this, client, buffer);
     };
+  }
+
+  /** Sets the state and makes every change of it ask for a patch. */
+  setState(state: S): void {
+    super.setState(state);
+    patchOnChange(this, (this as unknown as { _serializer: { encoder: { root: Parameters<typeof patchOnChange>[1] } } })._serializer.encoder.root);
+    // the state's first changes were queued before the watch began
+    requestPatch(this);
+  }
+
+  /** Sends pending changes on the next event-loop turn (after a held patch is released). */
+  protected requestPatch(): void {
+    requestPatch(this);
   }
 
   /** Whether this room won its id cluster-wide (a losing duplicate is discarded and must not release it). */

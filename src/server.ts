@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { setRoomErrorHandler } from "../rooms/patches.ts";
 import { writeSecretFile } from "./secret-file.ts";
 import { join } from "node:path";
 import { LocalPresence, matchMaker, Server, type Presence, type ServerOptions } from "@colyseus/core";
@@ -133,6 +134,7 @@ async function developmentTokenKey(dataDir: string, log: Logger): Promise<string
 
 export async function startHaven(config: Config, log: Logger): Promise<RunningHaven> {
   const startedAt = Date.now();
+  setRoomErrorHandler((error, where) => log.error({ err: error }, where === "patch" ? "a room's patch failed" : "a room timer failed"));
   const tokens = await TokenService.create({
     secretKey: config.tokens.secretKey ?? await developmentTokenKey(config.database.dataDir, log),
     issuer: config.tokens.issuer, accessTtlSeconds: config.tokens.accessTtlSeconds, environment: config.env,

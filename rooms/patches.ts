@@ -1,0 +1,151 @@
+import type { Room } from "@colyseus/core";
+
+/**
+ * Patches are sent when something changed, not on a fixed tick.
+ *
+ * A room whose state changes (a handled message, a timer, a call from another actor) asks for a
+ * patch; every room that asked is patched once, together, on the next turn of the event loop
+ * (`setImmediate`), after all the socket input of the current turn has been handled. So a room
+ * that changes nothing costs nothing, an update goes out in the same turn it arrived in, and the
+ * busier the server, the more changes each patch carries (a turn gathers more input).
+ */
+const queued: PatchedRoom[] = [];
+let armed = false;
+
+interface PatchedRoom extends Pick<Room, "broadcastPatch"> {
+  /** Set while the room is in the queue. */
+  [QUEUED]?: boolean;
+}
+
+const QUEUED = Symbol("haven.patchQueued");
+
+/** Asks for a patch of `room` on the next event-loop turn (once, however often it is asked). */
+export function requestPatch(room: PatchedRoom): void {
+  if (room[QUEUED]) return;
+  room[QUEUED] = true;
+  queued.push(room);
+  if (!armed) {
+    armed = true;
+    setImmediate(flushPatches);
+  }
+}
+
+/** Patches every room that asked, in the order they asked. */
+function flushPatches(): void {
+  armed = false;
+  // rooms asking again while this runs (a patch that triggers a change) wait for the next turn
+  const rooms = queued.splice(0, queued.length);
+  for (const room of rooms) {
+    room[QUEUED] = false;
+    try {
+      room.broadcastPatch();
+    } catch (error) {
+      onRoomError(error, "patch");
+    }
+  }
+}
+
+let onRoomError: (error: unknown, where: "patch" | "timer") => void = (error) => { console.error(error); };
+
+/** Where a failing patch or room timer is reported (the server's logger); it never stops the process. */
+export function setRoomErrorHandler(handler: (error: unknown, where: "patch" | "timer") => void): void {
+  onRoomError = handler;
+}
+
+/** A change tree of the state going from clean to dirty passes through here. */
+interface StateRoot {
+  enqueueChangeTree(tree: { changesNode?: unknown }, existingNode?: unknown): void;
+}
+
+/**
+ * Makes every change of the room's state ask for a patch: the state's root change queue is
+ * watched where a change tree first becomes dirty (once per tree per patch, not per field).
+ */
+export function patchOnChange(room: PatchedRoom, root: StateRoot): void {
+  const enqueue = root.enqueueChangeTree;
+  root.enqueueChangeTree = function (tree, existingNode = tree.changesNode) {
+    if (existingNode === undefined) requestPatch(room);
+    return enqueue.call(this, tree, existingNode);
+  };
+}
+
+/** A scheduled callback of a room; `clear()` cancels it. */
+export interface RoomTimer {
+  clear(): void;
+  readonly active: boolean;
+}
+
+/**
+ * The room clock on the event loop's own timers. Colyseus's clock only fires its timers when the
+ * room ticks, which would need a tick per room; these fire on their own, and a room with nothing
+ * scheduled costs nothing. It keeps the parts of the clock interface Colyseus itself reads
+ * (`currentTime`, `elapsedTime`, `deltaTime`, `tick`, `start`, `stop`, `clear`).
+ */
+export class EventClock {
+  private readonly timers = new Set<NodeTimer>();
+  private readonly startedAt = performance.now();
+  currentTime = this.startedAt;
+  deltaTime = 0;
+  running = false;
+
+  get elapsedTime(): number {
+    return this.currentTime - this.startedAt;
+  }
+
+  start(): void {
+    this.running = true;
+    this.tick();
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  tick(): void {
+    const now = performance.now();
+    this.deltaTime = now - this.currentTime;
+    this.currentTime = now;
+  }
+
+  setTimeout(handler: (...args: any[]) => void, ms: number, ...args: any[]): RoomTimer {
+    return this.schedule(handler, ms, args, false);
+  }
+
+  setInterval(handler: (...args: any[]) => void, ms: number, ...args: any[]): RoomTimer {
+    return this.schedule(handler, ms, args, true);
+  }
+
+  /** Cancels everything scheduled (the room is going away). */
+  clear(): void {
+    for (const t of [...this.timers]) t.clear();
+  }
+
+  private schedule(handler: (...args: any[]) => void, ms: number, args: any[], repeat: boolean): RoomTimer {
+    const timers = this.timers;
+    const fire = () => {
+      if (!repeat) timer.clear();
+      this.tick();
+      try {
+        handler(...args);
+      } catch (error) {
+        onRoomError(error, "timer");
+      }
+    };
+    const handle = repeat ? setInterval(fire, ms) : setTimeout(fire, ms);
+    const timer: NodeTimer = {
+      active: true,
+      clear() {
+        if (!timer.active) return;
+        timer.active = false;
+        if (repeat) clearInterval(handle); else clearTimeout(handle);
+        timers.delete(timer);
+      },
+    };
+    timers.add(timer);
+    return timer;
+  }
+}
+
+interface NodeTimer extends RoomTimer {
+  active: boolean;
+}
