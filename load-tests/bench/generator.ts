@@ -58,7 +58,37 @@ export interface ProbeCommand {
   gapMs: number;
 }
 
-type Command = JoinCommand | ProbeCommand
+export interface AlertCommand {
+  type: "alert";
+  nodes: string[];
+  /** Verified responders: each goes on duty (POST /api/duty), joins its duty room and sends a position. */
+  responders: { token: string }[];
+  /** Patients without an emergency: each raises one alert. */
+  patients: string[];
+  ratePerS: number;
+  durationS: number;
+  center: { lat: number; lng: number };
+  radiusM: number;
+  /** How long after the last alert offers are still looked for. */
+  waitS: number;
+  concurrency: number;
+}
+
+export interface SoakCommand {
+  type: "soak";
+  nodes: string[];
+  /** Patients (id, token); the tokens are replaced with fresh ones by "tokens" commands. */
+  patients: { id: string; token: string }[];
+  /** Seconds an emergency streams before its patient cancels it (uniform in the range). */
+  lifeS: [number, number];
+  center: { lat: number; lng: number };
+  radiusM: number;
+}
+
+type Command = JoinCommand | ProbeCommand | AlertCommand | SoakCommand
+  | { type: "tokens"; tokens: Record<string, string> }
+  | { type: "soak-stats" }
+  | { type: "soak-stop" }
   | { type: "send"; t0: number }
   | { type: "mark"; name: "window-start" | "window-end" }
   | { type: "result" }
@@ -89,6 +119,10 @@ interface Sock {
   joined: boolean;
   seq: number;
   silent: boolean;
+  /** Replaces the tracking handling of frames after the join (probes). */
+  onFrame?: (data: Buffer, code: number) => void;
+  /** Called once when the socket closes after its join. */
+  onClose?: (code: number) => void;
 }
 
 const send = (m: unknown) => process.send?.(m);
@@ -109,6 +143,7 @@ let windowSends = 0;
 let deliveredPairs = 0;
 let lostPairs = 0;
 let silentBytes = 0;
+let silentPayload = 0;
 let silentFrames = 0;
 let silentPatchBytes = 0;
 let silentUpdates = 0;
@@ -240,7 +275,8 @@ function joinColyseus(agent: http.Agent, base: URL, s: Sock, stats: JoinStats, t
       ws.on("message", (data: Buffer) => {
         const code = data[0] & CODE_MASK;
         if (s.joined) {
-          onColyseusFrame(s, data, code);
+          if (s.onFrame) s.onFrame(data, code);
+          else onColyseusFrame(s, data, code);
           return;
         }
         if (code === JOIN_ROOM) {
@@ -264,7 +300,8 @@ function joinColyseus(agent: http.Agent, base: URL, s: Sock, stats: JoinStats, t
           return;
         }
         s.joined = false;
-        if (!stopping) recordClose(closeCode);
+        if (s.onClose) s.onClose(closeCode);
+        else if (!stopping) recordClose(closeCode);
       });
       ws.on("unexpected-response", (_req, res) => {
         fail(new Error(`upgrade refused: HTTP ${res.statusCode}`));
@@ -279,6 +316,7 @@ function onColyseusFrame(s: Sock, data: Buffer, code: number): void {
   if (s.silent && inWindow) {
     silentFrames++;
     silentBytes += data.length + wsHeaderBytes(data.length);
+    silentPayload += data.length;
     if (code === ROOM_STATE_PATCH) silentPatchBytes += data.length + wsHeaderBytes(data.length);
   }
   if (code === ROOM_STATE_PATCH) {
@@ -353,6 +391,7 @@ function onEngineIoFrame(s: Sock, text: string, length: number): void {
   if (s.silent && inWindow) {
     silentFrames++;
     silentBytes += length + wsHeaderBytes(length);
+    silentPayload += length;
     if (text.startsWith("42")) silentPatchBytes += length + wsHeaderBytes(length);
   }
   if (text === EIO_PING) {
@@ -479,6 +518,198 @@ function fire(snd: Sender, now: number, due: number): void {
   }
 }
 
+
+// ------------------------------------------------------------------ HTTP and places
+
+function httpJson(agent: http.Agent, base: URL, method: string, path: string, body: unknown, token?: string, timeoutMs = 30_000): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const text = body === undefined ? "" : JSON.stringify(body);
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) { headers["content-type"] = "application/json"; headers["content-length"] = String(Buffer.byteLength(text)); }
+    if (token) headers.authorization = `Bearer ${token}`;
+    const req = http.request({ agent, host: base.hostname, port: base.port, method, path, headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const raw = Buffer.concat(chunks).toString();
+        let parsed: unknown = raw;
+        try { parsed = JSON.parse(raw); } catch { /* not JSON */ }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.on("error", reject);
+    req.end(text);
+  });
+}
+
+/** A uniformly random point within `radiusM` of `c`. */
+function around(c: { lat: number; lng: number }, radiusM: number): { lat: number; lng: number } {
+  const r = radiusM * Math.sqrt(Math.random());
+  const a = Math.random() * 2 * Math.PI;
+  return { lat: c.lat + (r * Math.cos(a)) / 111_320, lng: c.lng + (r * Math.sin(a)) / (111_320 * Math.cos((c.lat * Math.PI) / 180)) };
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
+    for (let i = next++; i < items.length; i = next++) await fn(items[i], i);
+  }));
+}
+
+// ------------------------------------------------------------------ alert → first offer
+
+/**
+ * Responders go on duty around the center (their duty sockets record every patch with its
+ * arrival time); then patients raise alerts at a fixed rate (open loop: one every 1/rate s,
+ * whatever the answers). An alert's first offer is the earliest duty patch that carries its
+ * emergency id (an Offer's emergencyId).
+ */
+async function alertProbe(c: AlertCommand): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const base = new URL(c.nodes[0]);
+  const stats = newJoinStats();
+  const frames: { t: number; data: Buffer }[] = [];
+  let capturing = false;
+  const socks: Sock[] = [];
+  const dutyT0 = performance.now();
+  const dutyErrors: Record<string, number> = {};
+  await pool(c.responders, c.concurrency, async (r) => {
+    try {
+      const d = await httpJson(agent, base, "POST", "/api/duty", {}, r.token);
+      if (d.status !== 201) throw new Error(`POST /api/duty ${d.status} ${JSON.stringify(d.body).slice(0, 100)}`);
+      const e: Emergency = { roomId: d.body.roomId, sockets: [], pending: [], byLat: new Map() };
+      const s: Sock = { e, idx: 0, token: r.token, joined: false, seq: 0, silent: true };
+      s.onFrame = (data, code) => { if (capturing && code === ROOM_STATE_PATCH) frames.push({ t: performance.now(), data }); };
+      s.onClose = () => undefined;
+      await joinColyseus(agent, base, s, stats);
+      const at = around(c.center, c.radiusM);
+      s.ws!.send(positionFrame(at.lat, at.lng));
+      socks.push(s);
+      stats.ok++;
+    } catch (error) {
+      stats.failed++;
+      const key = String((error as Error).message).slice(0, 100);
+      dutyErrors[key] = (dutyErrors[key] ?? 0) + 1;
+    }
+  });
+  const dutyMs = performance.now() - dutyT0;
+  send({ type: "progress", joined: stats.ok, failed: stats.failed, of: c.responders.length, phase: "on duty" });
+  await new Promise((r) => setTimeout(r, 1500));
+
+  capturing = true;
+  const total = Math.min(c.patients.length, Math.round(c.ratePerS * c.durationS));
+  const alerts: { t0: number; id?: string; status?: number; answeredAt?: number }[] = [];
+  const start = performance.now() + 20;
+  const statuses: Record<string, number> = {};
+  await new Promise<void>((resolve) => {
+    let i = 0;
+    let inFlight = 0;
+    const tick = () => {
+      const now = performance.now();
+      while (i < total && start + (i * 1000) / c.ratePerS <= now) {
+        const a: (typeof alerts)[number] = { t0: performance.now() };
+        alerts.push(a);
+        const at = around(c.center, c.radiusM);
+        inFlight++;
+        httpJson(agent, base, "POST", "/api/emergency/alert", { lat: at.lat, lng: at.lng, accuracy: 20 }, c.patients[i]).then((res) => {
+          a.status = res.status;
+          a.answeredAt = performance.now();
+          if (res.status === 201 || res.status === 200) a.id = res.body?.emergencyId;
+        }, (error) => { a.status = -1; statuses[String((error as Error).message).slice(0, 60)] = 1; }).finally(() => {
+          if (--inFlight === 0 && i >= total) resolve();
+        });
+        i++;
+      }
+      if (i < total) setTimeout(tick, Math.max(0, start + (i * 1000) / c.ratePerS - performance.now()));
+      else if (inFlight === 0) resolve();
+    };
+    setTimeout(tick, 20);
+  });
+  const lastAnswer = performance.now();
+  send({ type: "progress", phase: "answered", joined: alerts.length, failed: 0, of: total });
+  await new Promise((r) => setTimeout(r, c.waitS * 1000));
+  capturing = false;
+
+  const answer = new Histogram();
+  const offer = new Histogram();
+  let withOffer = 0;
+  let without = 0;
+  for (const a of alerts) {
+    statuses[String(a.status)] = (statuses[String(a.status)] ?? 0) + 1;
+    if (a.answeredAt) answer.add(a.answeredAt - a.t0);
+    if (!a.id) continue;
+    const needle = Buffer.from(a.id);
+    const first = frames.find((f) => f.t >= a.t0 && f.data.indexOf(needle) >= 0);
+    if (first) { withOffer++; offer.add(first.t - a.t0); } else without++;
+  }
+  for (const s of socks) { s.onClose = () => undefined; try { s.ws?.terminate(); } catch { /* closed */ } }
+  agent.destroy();
+  send({
+    type: "alerted",
+    duty: { ok: stats.ok, failed: stats.failed, errors: dutyErrors, ms: dutyMs },
+    alerts: { sent: alerts.length, statuses, answerMs: answer.toJSON(), lastAnswerAfterMs: lastAnswer - start },
+    offers: { withOffer, without, ms: offer.toJSON() },
+    frames: frames.length,
+  });
+}
+
+// ------------------------------------------------------------------ soak
+
+/**
+ * Emergencies opening and closing: each patient raises an alert, joins its room and streams a
+ * position every second for a while, cancels it over REST, waits for the room's closing (4410)
+ * and raises the next one.
+ */
+let soak: { c: SoakCommand; running: boolean; active: Set<string>; raised: number; cancelled: number; closed: number; errors: Record<string, number>; tokens: Map<string, string> } | undefined;
+
+async function soakPatient(p: { id: string; token: string }): Promise<void> {
+  const st = soak!;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const base = new URL(st.c.nodes[0]);
+  const err = (why: string) => { const k = why.slice(0, 80); st.errors[k] = (st.errors[k] ?? 0) + 1; };
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await wait(Math.random() * 5000);
+  while (st.running) {
+    const token = st.tokens.get(p.id) ?? p.token;
+    const at = around(st.c.center, st.c.radiusM);
+    let id: string | undefined;
+    try {
+      const a = await httpJson(agent, base, "POST", "/api/emergency/alert", { lat: at.lat, lng: at.lng }, token);
+      if (a.status !== 201 && a.status !== 200) throw new Error(`alert ${a.status} ${JSON.stringify(a.body).slice(0, 60)}`);
+      id = a.body.emergencyId as string;
+      st.raised++;
+      st.active.add(id);
+      const e: Emergency = { roomId: id, sockets: [], pending: [], byLat: new Map() };
+      const s: Sock = { e, idx: 0, token, joined: false, seq: 0, silent: true };
+      let closedWith = 0;
+      const closed = new Promise<void>((resolve) => { s.onClose = (code) => { closedWith = code; resolve(); }; });
+      s.onFrame = () => undefined;
+      await joinColyseus(agent, base, s, newJoinStats());
+      const life = st.c.lifeS[0] + Math.random() * (st.c.lifeS[1] - st.c.lifeS[0]);
+      const until = performance.now() + life * 1000;
+      while (st.running && performance.now() < until && s.joined) {
+        s.seq++;
+        s.ws?.send(positionFrame(at.lat + s.seq * 1e-6, at.lng));
+        await wait(1000);
+      }
+      const c = await httpJson(agent, base, "POST", `/api/emergency/${id}/cancel`, { reason: "false_alarm" }, st.tokens.get(p.id) ?? token);
+      if (c.status !== 200) throw new Error(`cancel ${c.status} ${JSON.stringify(c.body).slice(0, 60)}`);
+      st.cancelled++;
+      st.active.delete(id);
+      await Promise.race([closed, wait(30_000)]);
+      if (closedWith === 4410) st.closed++;
+      else { err(`room closed with ${closedWith || "nothing within 30 s"}`); try { s.ws?.terminate(); } catch { /* closed */ } }
+    } catch (error) {
+      err(String((error as Error).message));
+      await wait(2000);
+    }
+    await wait(500 + Math.random() * 2000);
+  }
+  agent.destroy();
+}
+
 // ------------------------------------------------------------------ join probe
 
 async function probe(c: ProbeCommand): Promise<void> {
@@ -526,6 +757,24 @@ process.on("message", (m: Command) => {
     case "send":
       startSending(m.t0);
       break;
+    case "alert":
+      void alertProbe(m).catch((error) => send({ type: "fatal", error: String(error?.stack ?? error) }));
+      break;
+    case "soak":
+      soak = { c: m, running: true, active: new Set(), raised: 0, cancelled: 0, closed: 0, errors: {}, tokens: new Map(m.patients.map((p) => [p.id, p.token])) };
+      for (const p of m.patients) void soakPatient(p).catch((error) => send({ type: "fatal", error: String(error?.stack ?? error) }));
+      send({ type: "soaking" });
+      break;
+    case "tokens":
+      if (soak) for (const [id, token] of Object.entries(m.tokens)) soak.tokens.set(id, token);
+      break;
+    case "soak-stats":
+      send({ type: "soak-stats", active: soak?.active.size ?? 0, raised: soak?.raised ?? 0, cancelled: soak?.cancelled ?? 0, closed: soak?.closed ?? 0, errors: soak?.errors ?? {} });
+      break;
+    case "soak-stop":
+      if (soak) soak.running = false;
+      send({ type: "soak-stopping" });
+      break;
     case "mark":
       if (m.name === "window-start") {
         inWindow = true;
@@ -548,7 +797,7 @@ process.on("message", (m: Command) => {
         lostPairs,
         latency: latency.toJSON(),
         sendLag: sendLag.toJSON(),
-        silent: { bytes: silentBytes, frames: silentFrames, patchBytes: silentPatchBytes, updates: silentUpdates },
+        silent: { bytes: silentBytes, payload: silentPayload, frames: silentFrames, patchBytes: silentPatchBytes, updates: silentUpdates },
         serverErrors, serverErrorTypes,
         closesAfterJoin,
         unmatchedPatches,

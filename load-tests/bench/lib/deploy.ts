@@ -72,6 +72,7 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
       const srv = await startHaven({ tree: s.tree, transport: v.transport!, databaseUrl: url, keys: s.keys, logFile: join(o.logDir, `${o.label}.log`) });
       servers.push(srv);
       const h = await health(srv.url);
+      if (h?.transport !== v.transport) throw new Error(`the server runs on ${String(h?.transport)}, not ${v.transport}`);
       return { servers, urls: [srv.url], emergencies: seeded, rooms: [], startMs: [srv.startMs], seedMs, held: [Number(h?.emergencies ?? NaN)], stop: cleanup };
     }
     // cluster mode: the first node restores the first half; the second half is opened once both
@@ -88,6 +89,10 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
     servers.push(a);
     const b = await startHaven({ tree: s.tree, transport: v.transport!, databaseUrl: url, keys: s.keys, redisUrl, nodeName: "bench-2", logFile: join(o.logDir, `${o.label}-node2.log`) });
     servers.push(b);
+    for (const srv of servers) {
+      const h = await health(srv.url);
+      if (h?.transport !== v.transport) throw new Error(`a node runs on ${String(h?.transport)}, not ${v.transport}`);
+    }
     await withDb(url, (sql) => unpark(sql, second.map((e) => e.id), String(s.template.emergency.status)));
     o.log(`  node 2 up; ${second.length} more emergencies opened: waiting for the nodes' sweeps to restore them`);
     const t1 = performance.now();

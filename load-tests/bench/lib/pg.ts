@@ -60,5 +60,5 @@ export async function withDb<T>(url: string, fn: (sql: postgres.Sql) => Promise<
 }
 
 export async function pgVersion(): Promise<string> {
-  return admin(async (sql) => (await sql<{ v: string }[]>`show server_version`)[0].v);
+  return admin(async (sql) => (await sql<{ v: string }[]>`select current_setting('server_version') as v`)[0].v);
 }

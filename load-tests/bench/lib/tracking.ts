@@ -31,6 +31,10 @@ export interface TrackingOptions {
   logDir: string;
   /** Join the sockets but never send (idle figures); the window is then only CPU and memory. */
   silentOnly?: boolean;
+  /** Runs once the server is up, before any socket joins (idle figures read the memory there). */
+  afterDeploy?: (serverPids: number[], urls: string[]) => Promise<void>;
+  /** Runs after the window, before anything stops. */
+  beforeStop?: (urls: string[]) => Promise<void>;
 }
 
 export interface StepResult {
@@ -59,7 +63,9 @@ export interface StepResult {
   latencyMs: { p50: number; p99: number; p999: number; max: number; mean: number };
   sendLagP99Ms: number;
   generatorLoopDelayMaxMs: number;
+  /** Bytes a silent receiver got per update delivered to it: on the wire (WebSocket header included), and the payload alone. */
   bytesPerUpdate: number;
+  payloadBytesPerUpdate: number;
   silentUpdates: number;
   serverErrors: number;
   serverErrorTypes: Record<string, number>;
@@ -108,6 +114,7 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
   const d = await deploy({ variant: v, emergencies: n, perProcess: o.perProcess, logDir: o.logDir, label, log });
   const gens: Generator[] = [];
   try {
+    await o.afterDeploy?.(d.servers.map((x) => x.pid), d.urls);
     const emergencies: GenEmergency[] = v.kind === "haven"
       ? await havenParties(v, d, o.receiver)
       : d.rooms.map((roomId) => ({ roomId, parties: Array.from({ length: 5 }, (_, i) => ({ role: i < 4 ? "sender" : "receiver" })) }));
@@ -165,6 +172,7 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
     const cpu = window.read();
     const metrics1 = await scrape();
     const rss = serverPids.map((pid) => rssBytes(pid) / 2 ** 20);
+    await o.beforeStop?.(d.urls);
     await sleep(o.silentOnly ? 100 : o.lossTimeoutMs + 300);
     const tr = performance.now();
     const results = await Promise.all(gens.map((g) => g.request({ type: "result" }, "result", 60_000)));
@@ -199,6 +207,7 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
       sendLagP99Ms: lag.percentile(0.99),
       generatorLoopDelayMaxMs: Math.max(...results.map((x) => x.loopDelayMaxMs)),
       bytesPerUpdate: silentUpdates ? sum((r) => r.silent.bytes) / silentUpdates : Number.NaN,
+      payloadBytesPerUpdate: silentUpdates ? sum((r) => r.silent.payload) / silentUpdates : Number.NaN,
       silentUpdates,
       serverErrors: sum((r) => r.serverErrors),
       serverErrorTypes: results.reduce((acc, x) => { for (const [k, c] of Object.entries(x.serverErrorTypes as Record<string, number>)) acc[k] = (acc[k] ?? 0) + c; return acc; }, {} as Record<string, number>),
