@@ -74,13 +74,13 @@ function stepCell(s: StepResult): string {
 }
 
 function kneeRow(v: VariantReport): string {
-  if (v.notMeasured || !v.knee) return `| ${v.title} | not measured: ${v.notMeasured ?? "no result"} | | | | | | |`;
+  if (v.notMeasured || !v.knee) return `| ${v.title} | not measured: ${v.notMeasured ?? "no result"} | | | | | | | |`;
   const k = v.knee;
   const at = k.atKnee;
   const knee = k.knee ? `**${n0(k.knee)}**${k.generatorBound ? " (≥; the generator was the limit above)" : ""}${k.failedAt ? `, fails at ${n0(k.failedAt)}` : " (largest tried)"}` : "none passed";
   const search = k.steps.map(stepCell).join(" · ");
-  if (!at) return `| ${v.title} | ${knee} | | | | | | ${search} |`;
-  return `| ${v.title} | ${knee} | ${at.serverProcesses} | ${ms(at.latencyMs.p50)} / ${ms(at.latencyMs.p99)} / ${ms(at.latencyMs.p999)} | ${at.serverCpuPct} % | ${at.generatorCpuPct} % | ${n0(at.deliveredPerS)} | ${at.bytesPerUpdate.toFixed(1)} | ${search} |`;
+  if (!at) return `| ${v.title} | ${knee} | | | | | | | ${search} |`;
+  return `| ${v.title} | ${knee} | ${at.serverProcesses} | ${ms(at.latencyMs.p50)} / ${ms(at.latencyMs.p99)} / ${ms(at.latencyMs.p999)} | ${at.serverCpuPct} % | ${at.generatorCpuPct} % | ${n0(at.deliveredPerS)} (${n0(at.lostPairs)} lost) | ${at.bytesPerUpdate.toFixed(1)} | ${search} |`;
 }
 
 export function markdown(r: Results, forReadme = false): string {
@@ -91,7 +91,7 @@ export function markdown(r: Results, forReadme = false): string {
   lines.push("");
   lines.push(`Tracking: N emergencies × 5 sockets (patient, two first-aiders and the crew each send a position at 1 Hz, the receiving hospital's staff listens); latency from a send to the patch carrying it at every other party; knee = largest N with p99 ≤ ${r.settings.p99LimitMs} ms.`);
   lines.push("");
-  lines.push("| server | emergencies at p99 ≤ 100 ms | server processes | p50 / p99 / p99.9 ms at the knee | server CPU | generator CPU | updates/s delivered | B per update | steps (N: p99) |");
+  lines.push("| server | emergencies at p99 ≤ 100 ms | server processes | p50 / p99 / p99.9 ms at the knee | server CPU | generator CPU | updates/s delivered (lost) | B per update | steps (N: p99) |");
   lines.push("|---|---|---|---|---|---|---|---|---|");
   for (const v of r.variants) lines.push(kneeRow(v));
   lines.push("");
@@ -118,8 +118,7 @@ export function writeResults(r: Results): { json: string; md: string } {
 }
 
 /** Rewrites the table between the markers; adds the markers under a short heading at the end when absent. */
-export function updateReadme(r: Results): void {
-  const file = join(CHECKOUT, "README.md");
+export function updateReadme(r: Results, file = join(CHECKOUT, "README.md")): void {
   if (!existsSync(file)) return;
   const text = readFileSync(file, "utf8");
   const block = `${MARK_START}\n${markdown(r, true)}\n${MARK_END}`;
