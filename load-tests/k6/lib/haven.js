@@ -46,7 +46,7 @@ export function envSeconds(name, fallback) {
 export const errors = new Counter("haven_errors");
 /** Size in bytes of every state patch (frame 15) a socket receives: what one update costs on the wire. */
 export const updateBytes = new Trend("haven_update_bytes");
-/** From a party's position send to the next patch frame at each other party (see fanout below). */
+/** From a party's position send to the next patch frame at each other party (tracking.js and wallboard.js say how). */
 export const fanout = new Trend("haven_fanout_ms", true);
 /** From the alert request to the offer's patch reaching a responder's duty socket. */
 export const alertToOffer = new Trend("haven_alert_to_offer_ms", true);
@@ -281,12 +281,14 @@ function stamp(e) {
  * with the single byte 10 and resolves once the full state (14) has arrived.
  *
  * Handlers (all optional): onState(bytes, t), onPatch(bytes, t), onMessage(type, payload, t),
- * onClose(code, reason). Patch sizes go to haven_update_bytes tagged with `room`.
+ * onClose(code, reason), onError(payload) for an "error" message (return true when it is
+ * expected; otherwise it is counted in haven_errors). `kind` tags the room's metrics (duty,
+ * hospital or emergency, from the id when not given); patch sizes go to haven_update_bytes.
  * `expectClose`: close codes that are not failures (4000, our own leave, always is).
  */
 export function join(session, roomId, handlers) {
   const h = handlers || {};
-  const kind = h.kind || roomId.split("-")[0];
+  const kind = h.kind || (/^(duty|hospital)-/.test(roomId) ? roomId.split("-")[0] : "emergency");
   const started = Date.now();
   const bearer = token(session);
   const seat = api("POST", `/matchmake/joinById/${roomId}`, {}, bearer, { name: `POST /matchmake/joinById/{${kind}}`, soft: h.soft });
@@ -346,7 +348,7 @@ export class Room {
       const type = headerIsString(bytes, it) ? readHeaderString(bytes, it) : readHeaderNumber(bytes, it);
       const payload = bytes.length > it.offset ? unpack(bytes, it.offset) : undefined;
       if (type === "error" && !(this.h.onError && this.h.onError(payload))) {
-        countError(payload && payload.code, { room: this.kind, message: payload && payload.type });
+        countError(payload && payload.code, { room: this.kind, type: payload && payload.type });
       }
       if (this.h.onMessage) this.h.onMessage(type, payload, t);
     } else if (code === Frame.ROOM_RESPONSE) {
@@ -406,7 +408,7 @@ export class Room {
       const p = { type, resolve, reject, sentAt: Date.now(), timer: null };
       p.timer = setTimeout(() => {
         delete this.pending[id];
-        countError("TIMEOUT", { room: this.kind, message: type });
+        countError("TIMEOUT", { room: this.kind, type });
         reject(Object.assign(new Error(`${type}: no answer within ${timeoutMs || 10000} ms`), { reason: { code: "TIMEOUT" } }));
       }, timeoutMs || 10000);
       this.pending[id] = p;
