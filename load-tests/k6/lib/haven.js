@@ -5,6 +5,10 @@
 // only as frames: a full state (14) and patches (15), timed and measured but not decoded. The one
 // exception is the offers a duty room receives, whose ids are picked out of the patch bytes
 // (`offersIn`), because a responder must name the offer it accepts.
+//
+// It needs a k6 with the stable `k6/websockets` module (graduated from
+// `k6/experimental/websockets` early in 2026); an older k6 has the same WebSocket class under
+// `k6/experimental/websockets`.
 
 import http from "k6/http";
 import { check, fail, sleep } from "k6";
