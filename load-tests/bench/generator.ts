@@ -272,6 +272,8 @@ function joinColyseus(agent: http.Agent, base: URL, s: Sock, stats: JoinStats, t
       const ws = new WebSocket(roomSocketUrl(base, seat, s.token!), { perMessageDeflate: false, skipUTF8Validation: true, handshakeTimeout: timeoutMs });
       s.ws = ws;
       let joinedAt = 0;
+      let opened = false;
+      ws.on("open", () => { opened = true; });
       ws.on("message", (data: Buffer) => {
         const code = data[0] & CODE_MASK;
         if (s.joined) {
@@ -296,7 +298,8 @@ function joinColyseus(agent: http.Agent, base: URL, s: Sock, stats: JoinStats, t
       ws.on("close", (closeCode: number, reason: Buffer) => {
         if (!s.joined) {
           if (closeCode === 1006) stats.abnormalBeforeJoin++;
-          fail(new Error(`closed ${closeCode} before the join completed ${reason.toString().slice(0, 80)}`));
+          const stage = !opened ? "during the upgrade" : joinedAt ? "after JOIN_ROOM, before the state" : "after the upgrade, before JOIN_ROOM";
+          fail(new Error(`closed ${closeCode} ${stage}${reason.length ? `: ${reason.toString().slice(0, 80)}` : ""}`));
           return;
         }
         s.joined = false;

@@ -301,7 +301,7 @@ if (settings.readme) {
   updateReadme(results);
   log("README.md: the table between <!-- bench:start --> and <!-- bench:end --> is rewritten");
 } else {
-  log("README.md left as it is (a quick run does not replace measured figures; --readme to force)");
+  log(settings.quick ? "README.md left as it is (a quick run does not replace measured figures; --readme to force)" : "README.md left as it is (--no-readme)");
 }
 for (const db of baseDbs) await dropDb(db);
 console.log("");

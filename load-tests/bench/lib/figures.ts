@@ -11,7 +11,7 @@ import { Histogram } from "./histogram.ts";
 import { deploy } from "./deploy.ts";
 import { startGenerator } from "./generators.ts";
 import { createDb, dropDb, newDbName, withDb } from "./pg.ts";
-import { rssBytes, sleep, CpuWindow } from "./proc.ts";
+import { rssBytes, sleep, CpuWindow, waitQuiet } from "./proc.ts";
 import { seedPeople } from "./seed.ts";
 import { GENERATOR_CORE, SERVER_CORE, scrapeMetrics, startHaven } from "./servers.ts";
 import { trackingStep, type StepResult, type TrackingOptions } from "./tracking.ts";
@@ -99,6 +99,7 @@ export interface JoinProbe {
 /** Joins one at a time (seat reservation, socket, JOIN_ROOM answered), each left right after, to random parties of N live emergencies. */
 export async function joinProbe(v: Variant, n: number, joins: number, o: TrackingOptions, log: Log): Promise<JoinProbe> {
   log(`${v.id}: join latency at ${n} live emergencies (${joins} joins, one at a time)`);
+  await waitQuiet(log);
   const d = await deploy({ variant: v, emergencies: n, perProcess: Number.POSITIVE_INFINITY, logDir: o.logDir, label: `${v.id}-join-${n}`, log });
   const g = await startGenerator();
   try {
@@ -157,6 +158,7 @@ export async function alertFigures(v: Variant, rate: number, seconds: number, o:
   const firstAiders = Math.max(60, Math.round(alerts * 1.5));
   const crews = Math.max(20, Math.round(alerts * 0.3));
   log(`${v.id}: alert → first offer: ${firstAiders} first-aiders and ${crews} crews on duty around Nairobi, then ${alerts} alerts at ${rate}/s`);
+  await waitQuiet(log);
   const dbName = newDbName("haven_bench_step");
   const url = await createDb(dbName, s.baseDb);
   const people = await withDb(url, (sql) => seedPeople(sql, s.template, alerts, firstAiders, crews));

@@ -43,20 +43,23 @@ export async function kneeSearch(
     if ((performance.now() - started) / 1000 > o.budgetS) { stopped = `time budget (${o.budgetS} s)`; break; }
     log(`${v.id}: step ${i + 1}, ${n} emergencies (${n * 5} sockets)`);
     let r: StepResult | undefined;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    let disturbed = false;
+    for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        r = await trackingStep(v, n, o, log, `${v.id}-${n}${attempt ? "-again" : ""}`);
+        r = await trackingStep(v, n, o, log, `${v.id}-${n}${attempt ? `-again${attempt}` : ""}`);
       } catch (error) {
         const message = String((error as Error).message ?? error).split("\n").slice(0, 6).join(" | ");
         errors.push(`${n}: ${message}`);
         log(`  step failed: ${message}`);
         r = undefined;
       }
-      if (r && !r.valid && r.invalidReasons.every((x) => x.startsWith("core 0"))) {
-        log("  core 0 was busy with other work: running this step once more");
-        steps.push(r);
-        continue;
-      }
+      disturbed = Boolean(r && !r.valid && r.invalidReasons.every((x) => x.startsWith("core 0")));
+      if (!disturbed) break;
+      steps.push(r!);
+      if (attempt < 2) log("  core 0 was busy with other work during the window: this step runs again");
+    }
+    if (disturbed) {
+      stopped = "core 0 stayed busy with other work (another process on the machine): no conclusion at this N";
       break;
     }
     if (r) steps.push(r);

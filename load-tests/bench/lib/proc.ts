@@ -155,3 +155,29 @@ export function exited(child: ChildProcess, ms: number): Promise<boolean> {
     child.once("exit", () => { clearTimeout(timer); resolve(true); });
   });
 }
+
+/**
+ * Waits until core 0 (the servers' core) is nearly idle over 2 s — another process on the
+ * machine may be using it — for at most `maxWaitS`. Resolves with whether it was.
+ */
+export async function waitQuiet(log: (line: string) => void, maxWaitS = 60, threshold = 0.1): Promise<boolean> {
+  const deadline = performance.now() + maxWaitS * 1000;
+  let warned = false;
+  for (;;) {
+    const w = new CpuWindow([]);
+    await sleep(2000);
+    const busy = w.read().coreBusy[0] ?? 0;
+    if (busy < threshold) {
+      if (warned) log("  core 0 is quiet again");
+      return true;
+    }
+    if (!warned) {
+      log(`  core 0 is ${Math.round(busy * 100)} % busy with other work: waiting up to ${maxWaitS} s for it to be quiet`);
+      warned = true;
+    }
+    if (performance.now() > deadline) {
+      log(`  core 0 is still ${Math.round(busy * 100)} % busy: going on (the step will say if it was disturbed)`);
+      return false;
+    }
+  }
+}

@@ -8,7 +8,7 @@
 import { Histogram } from "./histogram.ts";
 import { deploy, type Deployment } from "./deploy.ts";
 import { startGenerator, type Generator } from "./generators.ts";
-import { CpuWindow, rssBytes, sleep } from "./proc.ts";
+import { CpuWindow, rssBytes, sleep, waitQuiet } from "./proc.ts";
 import { scrapeMetrics } from "./servers.ts";
 import type { Variant } from "./variants.ts";
 import type { GenEmergency, JoinCommand } from "../generator.ts";
@@ -110,6 +110,7 @@ async function havenParties(v: Variant, d: Deployment, receiver: "hospital" | "o
 const pct = (x: number) => Math.round(x * 1000) / 10;
 
 export async function trackingStep(v: Variant, n: number, o: TrackingOptions, log: Log, label: string): Promise<StepResult> {
+  await waitQuiet(log);
   const t0 = performance.now();
   const d = await deploy({ variant: v, emergencies: n, perProcess: o.perProcess, logDir: o.logDir, label, log });
   const gens: Generator[] = [];
