@@ -261,18 +261,25 @@ int main(int argc, char **argv) {
 }
 `;
 
-export interface KernelSend { sends: number; nsPerSend: number; userS: number; sysS: number; wallS: number; compiler: string }
+export interface KernelSend { sends: number; nsPerSend: number; userS: number; sysS: number; wallS: number; compiler: string; runsNs: number[] }
 
-export function kernelSend(log: Log, sends = 1_000_000): KernelSend {
+/** The median of three runs, each on a quiet core 0. */
+export async function kernelSend(log: Log, sends = 1_000_000): Promise<KernelSend> {
   const dir = "/tmp/haven-bench-kernel-send";
   execFileSync("mkdir", ["-p", dir]);
   writeFileSync(join(dir, "send.c"), KERNEL_SEND_C);
   const cc = spawnSync("gcc", ["-O2", "-o", join(dir, "send"), join(dir, "send.c")], { encoding: "utf8" });
   if (cc.status !== 0) throw new Error(`gcc failed: ${cc.stderr}`);
-  const out = execFileSync(join(dir, "send"), [String(sends), SERVER_CORE, GENERATOR_CORE], { encoding: "utf8", timeout: 120_000 });
-  const r = JSON.parse(out.trim()) as KernelSend;
+  const runs: KernelSend[] = [];
+  for (let i = 0; i < 3; i++) {
+    await waitQuiet(log);
+    const out = execFileSync(join(dir, "send"), [String(sends), SERVER_CORE, GENERATOR_CORE], { encoding: "utf8", timeout: 120_000 });
+    runs.push(JSON.parse(out.trim()) as KernelSend);
+  }
+  const sorted = [...runs].sort((a, b) => a.nsPerSend - b.nsPerSend);
+  const r = { ...sorted[1], runsNs: runs.map((x) => Math.round(x.nsPerSend)) };
   r.compiler = execFileSync("gcc", ["--version"], { encoding: "utf8" }).split("\n")[0];
-  log(`kernel: one 30-byte send() on loopback TCP costs ${r.nsPerSend.toFixed(0)} ns of CPU (${r.sends} sends, ${Math.round((r.sysS / (r.userS + r.sysS)) * 100)} % in the kernel)`);
+  log(`kernel: one 30-byte send() on loopback TCP costs ${r.nsPerSend.toFixed(0)} ns of CPU (median of ${r.runsNs.join(", ")} ns; ${r.sends} sends each, ${Math.round((r.sysS / (r.userS + r.sysS)) * 100)} % in the kernel)`);
   return r;
 }
 

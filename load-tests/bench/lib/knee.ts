@@ -39,7 +39,7 @@ export async function kneeSearch(
   let n = Math.min(o.start, o.max, o.maxServer);
   let stopped = "";
   for (let i = 0; ; i++) {
-    if (i >= o.steps) { stopped = `${o.steps} steps`; break; }
+    if (i >= o.steps) { stopped = `at most ${o.steps} step${o.steps === 1 ? "" : "s"}`; break; }
     if ((performance.now() - started) / 1000 > o.budgetS) { stopped = `time budget (${o.budgetS} s)`; break; }
     log(`${v.id}: step ${i + 1}, ${n} emergencies (${n * 5} sockets)`);
     let r: StepResult | undefined;

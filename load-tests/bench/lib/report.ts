@@ -78,7 +78,8 @@ function kneeRow(v: VariantReport): string {
   const k = v.knee;
   const at = k.atKnee;
   const knee = k.knee ? `**${n0(k.knee)}**${k.generatorBound ? " (≥; the generator was the limit above)" : ""}${k.failedAt ? `, fails at ${n0(k.failedAt)}` : " (largest tried)"}` : "none passed";
-  const search = k.steps.map(stepCell).join(" · ");
+  const unusual = /busy|budget|at most/.test(k.stopped) ? ` (search stopped: ${k.stopped})` : "";
+  const search = k.steps.map(stepCell).join(" · ") + unusual;
   if (!at) return `| ${v.title} | ${knee} | | | | | | | ${search} |`;
   return `| ${v.title} | ${knee} | ${at.serverProcesses} | ${ms(at.latencyMs.p50)} / ${ms(at.latencyMs.p99)} / ${ms(at.latencyMs.p999)} | ${at.serverCpuPct} % | ${at.generatorCpuPct} % | ${n0(at.deliveredPerS)} (${n0(at.lostPairs)} lost) | ${at.bytesPerUpdate.toFixed(1)} | ${search} |`;
 }
