@@ -104,6 +104,7 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
       await sleep(500);
     }
     o.log(`  all restored in ${((performance.now() - t1) / 1000).toFixed(1)} s after opening: node 1 holds ${held[0]}, node 2 holds ${held[1]}`);
+    if (Math.max(...held) > o.perProcess) o.log(`  a node holds more than ${o.perProcess} emergencies: its sockets may run out of open files (20,000)`);
     return {
       servers, urls: servers.map((x) => x.url), emergencies: [...first, ...second], rooms: [], startMs: [a.startMs, b.startMs], seedMs, held, stop: cleanup,
     };

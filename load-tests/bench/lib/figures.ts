@@ -6,7 +6,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { Histogram } from "./histogram.ts";
 import { deploy } from "./deploy.ts";
 import { startGenerator } from "./generators.ts";
@@ -357,9 +356,4 @@ function leastSquares(x: number[], y: number[]): number {
   let den = 0;
   for (let i = 0; i < n; i++) { num += (x[i] - mx) * (y[i] - my); den += (x[i] - mx) ** 2; }
   return den ? num / den : Number.NaN;
-}
-
-export async function flushBenchRedis(url: string): Promise<void> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try { await r.connect(); await r.flushdb(); } catch { /* not there */ } finally { r.disconnect(); }
 }

@@ -146,5 +146,3 @@ export async function seedPeople(sql: postgres.Sql, t: TemplateEmergency, patien
   });
   return out;
 }
-
-export const newId = randomUUID;

@@ -8,7 +8,7 @@
 import { Histogram } from "./histogram.ts";
 import { deploy, type Deployment } from "./deploy.ts";
 import { startGenerator, type Generator } from "./generators.ts";
-import { CpuWindow, rssBytes, sleep, waitQuiet } from "./proc.ts";
+import { CpuWindow, openFiles, rssBytes, sleep, waitQuiet } from "./proc.ts";
 import { scrapeMetrics } from "./servers.ts";
 import type { Variant } from "./variants.ts";
 import type { GenEmergency, JoinCommand } from "../generator.ts";
@@ -74,6 +74,8 @@ export interface StepResult {
   /** Sends delivered in more than 50 ms: [ms after the window start (100 ms bins), slowest ms]. */
   slowAt: [number, number][];
   serverRssMb: number[];
+  /** Open files of each server process at the end of the window (the limit here is 20,000). */
+  serverOpenFiles: number[];
   stallMaxMs: number | null;
   loopDelayP99Ms: number | null;
   cpuUsPerDelivered: number;
@@ -173,11 +175,10 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
     const cpu = window.read();
     const metrics1 = await scrape();
     const rss = serverPids.map((pid) => rssBytes(pid) / 2 ** 20);
+    const files = serverPids.map(openFiles);
     await o.beforeStop?.(d.urls);
     await sleep(o.silentOnly ? 100 : o.lossTimeoutMs + 300);
-    const tr = performance.now();
     const results = await Promise.all(gens.map((g) => g.request({ type: "result" }, "result", 60_000)));
-    if (process.env.BENCH_DEBUG) log(`  results in ${(performance.now() - tr).toFixed(0)} ms`);
 
     const latency = new Histogram();
     const lag = new Histogram();
@@ -216,6 +217,7 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
       unmatchedPatches: sum((r) => r.unmatchedPatches),
       slowAt: mergeSlow(results.map((x) => x.slowAt as [number, number][])),
       serverRssMb: rss,
+      serverOpenFiles: files,
       stallMaxMs: stall.length ? Math.max(...stall) * 1000 : null,
       loopDelayP99Ms: delayP99.length ? Math.max(...delayP99) * 1000 : null,
       cpuUsPerDelivered: deliveredPairs ? (serverCpuS / deliveredPairs) * 1e6 : Number.NaN,

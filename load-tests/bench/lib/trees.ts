@@ -89,17 +89,16 @@ export function trixieReady(): boolean {
   return existsSync(join(root, ".haven-trixie-ready"));
 }
 
-/** glibc of the host, and of the Debian 13 root when it exists. */
+/** glibc of the host, and of the Debian 13 root when it is built. */
 export function glibcVersions(): { host: string; root?: string } {
-  const host = execFileSync("ldd", ["--version"]).toString().split("\n")[0].split(" ").at(-1) ?? "?";
+  const first = (out: string) => out.split("\n")[0].split(" ").at(-1) ?? "?";
+  const host = first(execFileSync("ldd", ["--version"]).toString());
   let root: string | undefined;
-  try {
-    const libc = readdirSync(join(trixieRootPath(), "usr/lib/x86_64-linux-gnu")).find((f) => /^libc\.so\.6$/.test(f));
-    if (libc) {
-      const out = execFileSync("bash", [TRIXIE, "exec", "--", "ldd", "--version"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
-      root = out.split("\n")[0].split(" ").at(-1);
-    }
-  } catch { /* no root */ }
+  if (trixieReady()) {
+    try {
+      root = first(execFileSync("bash", [TRIXIE, "exec", "--", "ldd", "--version"], { stdio: ["ignore", "pipe", "ignore"] }).toString());
+    } catch { /* the root cannot run commands */ }
+  }
   return { host, root };
 }
 
@@ -126,11 +125,6 @@ export function treeInRoot(tree: Tree, name: string, log: Log): Tree {
   log(`copied ${files.length} files of ${tree.label === "current" ? "this checkout" : tree.label} into the Debian 13 root at ${inside}`);
   npmInstall(dest, log, true, inside);
   return { ...tree, rootDir: inside };
-}
-
-/** Host path of a directory inside the Debian 13 root. */
-export function rootHostPath(inside: string): string {
-  return join(trixieRootPath(), inside);
 }
 
 export const TRIXIE_SCRIPT = TRIXIE;
