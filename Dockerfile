@@ -54,6 +54,8 @@ EXPOSE 2567
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:${PORT}/health',{signal:AbortSignal.timeout(4000)}).then(async r=>process.exit(r.status===200&&(await r.json()).status==='ok'?0:1)).catch(()=>process.exit(1))"
 
-# Node runs as PID 1; Colyseus handles SIGTERM (closes rooms, then exits 0).
+# Node runs as PID 1; Colyseus handles SIGTERM (closes rooms, then exits 0). The flag keeps V8's
+# garbage collection on the main thread (src/gc.ts): a container held to one CPU has no room for
+# helper threads beside it.
 STOPSIGNAL SIGTERM
-CMD ["node", "src/main.ts"]
+CMD ["node", "--single-threaded-gc", "src/main.ts"]

@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
+import { NODE_FLAGS, cpusAvailable, runsWithHavenFlags } from "./gc.ts";
 import { startHaven } from "./server.ts";
 
 /** Entry point: `npm start`. Configuration comes from the environment (README, "Configuration"). */
@@ -15,6 +16,9 @@ try {
 }
 
 const log = createLogger(config.logLevel);
+if (!runsWithHavenFlags() && cpusAvailable() < 1.5) {
+  log.warn({ cpus: cpusAvailable(), flags: NODE_FLAGS }, `one CPU and V8's threaded garbage collection: expect long event-loop pauses; start with node ${NODE_FLAGS.join(" ")} (npm start does)`);
+}
 // A promise nobody awaited failed (for example a Redis write inside Colyseus while Redis is away).
 // Running emergencies must keep streaming: log it loudly rather than let Node turn it into a crash.
 process.on("unhandledRejection", (reason) => {

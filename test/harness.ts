@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { randomUUID } from "node:crypto";
 import { Client, type Room } from "@colyseus/sdk";
 
+import { NODE_FLAGS } from "../src/gc.ts";
 /**
  * Test harness: a real Haven process on a real port, real @colyseus/sdk clients, real HTTP.
  * The transport comes from HAVEN_TRANSPORT (auto when unset), so the same suite runs on
@@ -90,7 +91,7 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
   const ownDataDir = env.HAVEN_DATA_DIR === undefined;
   const dataDir = env.HAVEN_DATA_DIR ?? mkdtempSync(joinPath(tmpdir(), "haven-test-"));
   const logs: string[] = [];
-  const proc = spawn(process.execPath, ["src/main.ts"], {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, "src/main.ts"], {
     cwd: root,
     env: {
       ...process.env,

@@ -9,6 +9,7 @@ import postgres from "postgres";
 import { Redis } from "ioredis";
 import { startFrontDoor, type FrontDoor } from "./front-door.ts";
 import { ConfigError, int, urlOf } from "../config.ts";
+import { NODE_FLAGS } from "../gc.ts";
 
 /**
  * `npm run cluster`: a local cluster of three Haven nodes and a front door on this machine,
@@ -173,7 +174,7 @@ function startNode(i: number): RunningNode {
   };
   delete env.HAVEN_PUBLIC_ADDRESS; // each node's address is HOST:PORT
   // its own process group: a Ctrl-C in the terminal reaches the launcher only, which stops each node once
-  const child = spawn(process.execPath, ["src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn(process.execPath, [...NODE_FLAGS, "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   createInterface({ input: child.stdout! }).on("line", (line) => say(name, line));
   createInterface({ input: child.stderr! }).on("line", (line) => say(name, line, process.stderr));
   const node: RunningNode = { name, port: nodePort, child, running: true, exited: Promise.resolve() };
