@@ -45,3 +45,8 @@ export function services(): Services {
   if (!current) throw new Error("Haven services are not initialised");
   return current;
 }
+
+/** Whether the services are set (code that may run before start-up asks first). */
+export function servicesReady(): boolean {
+  return current !== undefined;
+}

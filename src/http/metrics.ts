@@ -1,10 +1,26 @@
 import { matchMaker } from "@colyseus/core";
-import { monitorEventLoopDelay } from "node:perf_hooks";
-import { services } from "../services.ts";
+import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
+import { services, servicesReady } from "../services.ts";
 
 /** Event-loop delay, sampled every 10 ms; read and reset by each scrape. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
+
+/** A collection pausing the event loop this long is logged. */
+const LONG_GC_MS = 100;
+
+/** Garbage-collection pauses since the previous scrape: the longest, the longest full (major) one, and the total. */
+const gc = { maxMs: 0, majorMaxMs: 0, totalMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.totalMs += e.duration;
+    gc.maxMs = Math.max(gc.maxMs, e.duration);
+    if (e.duration >= LONG_GC_MS && servicesReady()) services().log.warn({ ms: Math.round(e.duration), kind: (e as { detail?: { kind?: number } }).detail?.kind }, "long garbage-collection pause");
+    if ((e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+      gc.majorMaxMs = Math.max(gc.majorMaxMs, e.duration);
+    }
+  }
+}).observe({ entryTypes: ["gc"] });
 
 /** Prometheus text exposition of what an operator watches first. */
 export function metricsText(transport: string): string {
@@ -41,8 +57,18 @@ export function metricsText(transport: string): string {
     "# HELP haven_event_loop_delay_p99_seconds 99th percentile of event-loop delay since the previous scrape.",
     "# TYPE haven_event_loop_delay_p99_seconds gauge",
     `haven_event_loop_delay_p99_seconds ${seconds(loopDelay.percentile(99))}`,
+    "# HELP haven_gc_pause_max_seconds Longest garbage-collection pause since the previous scrape.",
+    "# TYPE haven_gc_pause_max_seconds gauge",
+    `haven_gc_pause_max_seconds ${gc.maxMs / 1000}`,
+    "# HELP haven_gc_major_pause_max_seconds Longest full (mark-compact) garbage-collection pause since the previous scrape.",
+    "# TYPE haven_gc_major_pause_max_seconds gauge",
+    `haven_gc_major_pause_max_seconds ${gc.majorMaxMs / 1000}`,
+    "# HELP haven_gc_pause_seconds_total Garbage-collection pauses since the previous scrape, summed.",
+    "# TYPE haven_gc_pause_seconds_total gauge",
+    `haven_gc_pause_seconds_total ${gc.totalMs / 1000}`,
   ];
   loopDelay.reset();
+  Object.assign(gc, { maxMs: 0, majorMaxMs: 0, totalMs: 0 });
   return lines.join("\n") + "\n";
 }
 
