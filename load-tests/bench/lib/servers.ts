@@ -15,6 +15,19 @@ import { alive, exited, listenerPid, sleep, spawnPinned, stopPid } from "./proc.
 export const SERVER_CORE = "0";
 export const GENERATOR_CORE = "1";
 
+/**
+ * The Node flags a tree starts its server with: those of its own `npm start` script
+ * (`node <flags> src/main.ts`), so that each tree is measured as it ships, plus
+ * HAVEN_BENCH_SERVER_FLAGS.
+ */
+export function startFlags(tree: Tree): string[] {
+  const script = (JSON.parse(readFileSync(join(tree.hostDir, "package.json"), "utf8")) as { scripts?: { start?: string } }).scripts?.start ?? "";
+  const m = /^node\s+(.*?)\s*src\/main\.ts$/.exec(script.trim());
+  const own = m && m[1] ? m[1].split(/\s+/).filter((a) => a.startsWith("--")) : [];
+  // extra flags for profiling a run (e.g. --trace-gc, --cpu-prof): HAVEN_BENCH_SERVER_FLAGS
+  return [...own, ...(process.env.HAVEN_BENCH_SERVER_FLAGS?.split(/\s+/).filter(Boolean) ?? [])];
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -127,12 +140,12 @@ export async function startHaven(o: HavenLaunch): Promise<Running & { startMs: n
     if (!o.tree.rootDir) throw new Error("the uws server runs from the tree's copy in the Debian 13 root");
     // the root's exec passes only HAVEN_*, DATABASE_URL, REDIS_URL and a few more: the rest goes through env
     const assignments = [`PORT=${port}`, "HOST=127.0.0.1", `LOG_LEVEL=${o.env?.LOG_LEVEL ?? "info"}`, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
-    child = spawnPinned(cores, "bash", [TRIXIE_SCRIPT, "exec", "-C", o.tree.rootDir, "--", "env", ...assignments, "node", "src/main.ts"], {
+    child = spawnPinned(cores, "bash", [TRIXIE_SCRIPT, "exec", "-C", o.tree.rootDir, "--", "env", ...assignments, "node", ...startFlags(o.tree), "src/main.ts"], {
       cwd: CHECKOUT, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, stdio: ["ignore", fd, fd],
     });
   } else {
     const node = existsSync(join(o.tree.hostDir, "node_modules/.bin/node")) ? join(o.tree.hostDir, "node_modules/.bin/node") : process.execPath;
-    child = spawnPinned(cores, node, ["src/main.ts"], {
+    child = spawnPinned(cores, node, [...startFlags(o.tree), "src/main.ts"], {
       cwd: o.tree.hostDir,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
       stdio: ["ignore", fd, fd],
