@@ -18,11 +18,14 @@ export interface MessageHandler<R> {
 
 export type HavenClient = Client & { auth: Principal };
 
+/** The encoded type reflection sent to every joining client, per state class. */
+const HANDSHAKES = new Map<Function, Uint8Array>();
+
 /** Stands in for a simulation interval that Haven's rooms do not run. */
 const NO_TICK = Object.freeze({});
 
-/** A client's message count in the current one-second window. */
-interface RateWindow { resetAt: number; count: number }
+/** A client's message count in the current one-second window, kept on the client. */
+interface RateWindow { rateResetAt: number; rateCount: number }
 
 /**
  * Base of Haven's room actors. It owns the message pipeline: every ROOM_DATA and ROOM_REQUEST
@@ -33,7 +36,6 @@ interface RateWindow { resetAt: number; count: number }
  */
 export abstract class HavenRoom<S extends object> extends Room<{ state: S; client: HavenClient }> {
   protected abstract readonly handlers: Record<string, MessageHandler<any>>;
-  private readonly rate = new WeakMap<object, RateWindow>();
 
   constructor() {
     super();
@@ -57,6 +59,15 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
   /** Sets the state and makes every change of it ask for a patch. */
   setState(state: S): void {
     super.setState(state);
+    // the handshake (the state's type reflection) is the same for every room of a state class:
+    // encoded once per class and shared, instead of once per room
+    const serializer = (this as unknown as { _serializer: { handshake?(): Uint8Array; handshakeCache?: Uint8Array } })._serializer;
+    let handshake = HANDSHAKES.get(state.constructor);
+    if (!handshake && serializer.handshake) {
+      handshake = serializer.handshake();
+      HANDSHAKES.set(state.constructor, handshake);
+    }
+    serializer.handshakeCache = handshake;
     patchOnChange(this, (this as unknown as { _serializer: { encoder: { root: Parameters<typeof patchOnChange>[1] } } })._serializer.encoder.root);
     // the state's first changes were queued before the watch began
     requestPatch(this);
@@ -146,18 +157,20 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     const { limits } = services().config;
     const frame = decodeMessageFrame(buffer, limits.maxFrameBytes);
 
+    // the window lives on the client itself: nothing is allocated per message or per second
     const now = Date.now();
-    let w = this.rate.get(client);
-    if (!w || now >= w.resetAt) {
-      w = { resetAt: now + 1000, count: 0 };
-      this.rate.set(client, w);
+    const w = client as HavenClient & Partial<RateWindow>;
+    if (w.rateResetAt === undefined || now >= w.rateResetAt) {
+      w.rateResetAt = now + 1000;
+      w.rateCount = 0;
     }
-    w.count++;
-    if (w.count > limits.maxMessagesPerSecond * 3) {
+    w.rateCount = w.rateCount! + 1;
+    const count = w.rateCount;
+    if (count > limits.maxMessagesPerSecond * 3) {
       client.leave(HavenCloseCode.RATE_LIMITED, "RATE_LIMITED");
       return;
     }
-    if (w.count > limits.maxMessagesPerSecond) {
+    if (count > limits.maxMessagesPerSecond) {
       this.answer(client, frame, new HavenError("RATE_LIMITED", `at most ${limits.maxMessagesPerSecond} messages per second`));
       return;
     }
