@@ -284,15 +284,19 @@ export class PgEmergencyStore implements EmergencyStore {
 
   async saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]> {
     if (rows.length === 0) return [];
+    // One statement text whatever the number of rows (arrays, not a row list): one prepared
+    // statement per connection, not one per batch size. The snapshots travel as base64 text,
+    // a third smaller than the client's hex encoding of bytea.
     return this.sql.begin(async (tx) => {
       const current = await tx<{ id: string; fence: string }[]>`
-        select id, fence from emergencies where id in ${tx(rows.map((r) => r.id))} order by id for share`;
+        select id, fence from emergencies where id = any(${rows.map((r) => r.id)}::uuid[]) order by id for share`;
       const fences = new Map(current.map((r) => [r.id, Number(r.fence)]));
       const held = rows.filter((r) => fences.get(r.id) === r.fence);
       if (held.length > 0) {
-        const values = held.map((r) => ({ emergency_id: r.id, seq: r.seq, state: r.state, taken_at: new Date() }));
         await tx`
-          insert into emergency_snapshots ${tx(values, "emergency_id", "seq", "state", "taken_at")}
+          insert into emergency_snapshots (emergency_id, seq, state, taken_at)
+          select s.id, s.seq, decode(s.state, 'base64'), now()
+          from unnest(${held.map((r) => r.id)}::uuid[], ${held.map((r) => r.seq)}::bigint[], ${held.map((r) => r.state.toString("base64"))}::text[]) as s(id, seq, state)
           on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
           where emergency_snapshots.seq <= excluded.seq`;
       }
