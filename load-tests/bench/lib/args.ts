@@ -56,7 +56,7 @@ const HELP = `npm run bench [-- flags]
   --p99 MS                the knee's latency limit (100)               --generator-limit F  (0.85)
   --join-concurrency N    joins in flight (32)                          --receiver hospital|ops  (hospital)
   --measure-at all|silent latency at every other party or at the silent receiver only (all)
-  --per-process N         emergencies one server process holds (3900)  --per-generator N  (3900)
+  --per-process N         emergencies one server process holds (3900)  --per-generator N  (2000)
   --figures LIST          extra figures to measure: a,b,c,d,e,f,g (all) or "none"
   --idle N                emergencies for the idle figures (2000)       --join-sizes A,B  (10,5000)
   --alert-rate R          alerts per second for the alert → offer figure (500)   --alert-seconds S  (2)
@@ -119,7 +119,7 @@ export function parseArgs(argv: string[], env: Record<string, string | undefined
     generatorLimit: num("generator-limit", 0.85),
     joinConcurrency: num("join-concurrency", 32),
     perProcess: num("per-process", 3900),
-    perGenerator: num("per-generator", 3900),
+    perGenerator: num("per-generator", 2000),
     measureAt,
     receiver,
     figures: figuresRaw === "none" ? [] : figuresRaw.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean),
