@@ -169,6 +169,27 @@ describe("bad input", () => {
     expect(status.body.patient.lat).toBe(-1.30073);
   });
 
+  it("text with a NUL character or a lone surrogate is refused as INVALID_PAYLOAD, over HTTP and over the socket, and nothing is stored", async () => {
+    for (const name of ["nul\u0000name", "lone\uD800surrogate", "\uDC00"]) {
+      const email = `text-${Math.random().toString(36).slice(2)}@haven.test`;
+      const r = await h.http("POST", "/api/auth/register", { email, password: "a-long-password-1", name, role: "patient" });
+      expect(r.status, JSON.stringify(name)).toBe(400);
+      expect(r.body.code).toBe("INVALID_PAYLOAD");
+      expect(r.body.message).toMatch(/well-formed Unicode/);
+      // nothing was stored: the same e-mail registers once the name is clean
+      const ok = await h.http("POST", "/api/auth/register", { email, password: "a-long-password-1", name: "Clean Name", role: "patient" });
+      expect(ok.status).toBe(201);
+    }
+    const note = await h.http("POST", `/api/emergency/${s.id}/cancel`, { reason: "other", note: "bad\u0000note" }, s.patient.token);
+    expect(note.status).toBe(400);
+    expect(note.body.code).toBe("INVALID_PAYLOAD");
+    // over the socket, msgpack carries UTF-8, in which a lone surrogate cannot travel; a NUL can
+    const err = await rejection(s.faRoom.request("assessment", { mechanism: "fall\u0000", injuries: [], treatment: [] }));
+    expect(err.code).toBe("INVALID_PAYLOAD");
+    const status = await h.http("GET", `/api/emergency/${s.id}/status`, undefined, s.patient.token);
+    expect(status.body.status).not.toBe("cancelled");
+  });
+
   it("a client over its message rate is answered RATE_LIMITED, and a flood closes only that socket", async () => {
     const limited = await startHaven({ HAVEN_MAX_MESSAGES_PER_SECOND: "5" });
     try {

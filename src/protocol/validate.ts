@@ -152,13 +152,26 @@ const MAX_NODES = 512;
  * RegExp, Date, Error, typed arrays, cycles, class instances) is hostile here.
  */
 export function isPlainData(value: unknown): boolean {
+  return plainDataProblem(value) === undefined;
+}
+
+/** Text Haven stores or shows: well-formed Unicode (no lone surrogate) and no NUL character. */
+export function isCleanText(x: string): boolean {
+  return x.isWellFormed() && !x.includes("\0");
+}
+
+/** What makes `value` not plain data (see `isPlainData`), or undefined when it is. */
+export function plainDataProblem(value: unknown): string | undefined {
   let nodes = 0;
+  let badText = false;
   const seen = new Set<object>();
+  const text = (x: string): boolean => (isCleanText(x) ? true : ((badText = true), false));
   const walk = (x: unknown, depth: number): boolean => {
     if (++nodes > MAX_NODES || depth > MAX_DEPTH) return false;
     if (x === null) return true;
     switch (typeof x) {
-      case "string": case "boolean": return true;
+      case "string": return text(x);
+      case "boolean": return true;
       case "number": return Number.isFinite(x);
       case "object": {
         if (seen.has(x)) return false;
@@ -171,6 +184,7 @@ export function isPlainData(value: unknown): boolean {
         if (proto !== Object.prototype && proto !== null) return false;
         for (const key of Object.keys(x)) {
           if (key === "__proto__" || key === "constructor" || key === "prototype") return false;
+          if (!text(key)) return false;
           if (!walk((x as Record<string, unknown>)[key], depth + 1)) return false;
         }
         return Object.getOwnPropertySymbols(x).length === 0;
@@ -178,15 +192,18 @@ export function isPlainData(value: unknown): boolean {
       default: return false;
     }
   };
-  return walk(value, 0);
+  if (walk(value, 0)) return undefined;
+  return badText ? "text must be well-formed Unicode without NUL characters" : "the payload must be a plain object";
 }
 
 /** Validates `value` against a named schema; throws INVALID_PAYLOAD naming each bad field. */
 export function validate<T = Record<string, unknown>>(name: SchemaName, value: unknown): T {
   if (value === undefined) value = {};
-  if (typeof value !== "object" || value === null || Array.isArray(value) || !isPlainData(value)) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new HavenError("INVALID_PAYLOAD", "the payload must be a plain object");
   }
+  const problem = plainDataProblem(value);
+  if (problem !== undefined) throw new HavenError("INVALID_PAYLOAD", problem);
   const result = compiled[name](value);
   if (result !== true) {
     const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
