@@ -59,7 +59,7 @@ export class EmergencyRegistry {
       return await ensureRoom(this.membership, "emergency", id, { emergencyId: id } satisfies EmergencyCreateOptions);
     } catch (error) {
       if (String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
-      throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", { cause: String((error as Error).message) });
+      throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", undefined, { cause: error });
     }
   }
 
@@ -137,7 +137,7 @@ export class EmergencyRegistry {
           return { id: first, bypass, created: false };
         }
       }
-      throw new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now", { cause: String((error as Error).message) });
+      throw new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now", undefined, { cause: error });
     }
     await this.ensure(id);
     return { id, bypass, created: true };

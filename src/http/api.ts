@@ -221,7 +221,7 @@ export function buildApi(ctx: ApiContext): Router {
     try {
       await ensureRoom(s.membership, "duty", roomId, options as unknown as Record<string, unknown>);
     } catch (error) {
-      throw new HavenError("UNAVAILABLE", "the duty room cannot be opened right now; retry", { cause: String((error as Error).message) });
+      throw new HavenError("UNAVAILABLE", "the duty room cannot be opened right now; retry", undefined, { cause: error });
     }
     return ok({ roomId, roomName: "duty" }, 201);
   });

@@ -1,4 +1,5 @@
 import { HavenError, asHavenError } from "../protocol/errors.ts";
+import { services, servicesReady } from "../services.ts";
 
 /**
  * Haven's HTTP surface, independent of the transport: the uWebSockets.js and node:http adapters
@@ -62,6 +63,8 @@ export class Router {
       response = await this.dispatch(req);
     } catch (error) {
       const e = asHavenError(error);
+      // what went wrong inside stays here: logged, never sent
+      if (e.cause !== undefined && servicesReady()) services().log.warn({ err: e.cause, path: req.path, code: e.code }, e.message);
       response = { status: e.status, body: e.toJSON() };
     }
     response.headers = { ...cors, ...response.headers };

@@ -50,8 +50,12 @@ export class HavenError extends Error {
   readonly status: number;
   readonly details?: unknown;
 
-  constructor(code: ErrorCode, message: string, details?: unknown) {
-    super(message);
+  /**
+   * `details` go to the client; `options.cause` (what went wrong inside, e.g. a driver's message)
+   * stays on the server: it is logged, never sent.
+   */
+  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "HavenError";
     this.code = code;
     this.status = ErrorCodes[code];
