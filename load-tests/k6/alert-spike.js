@@ -15,7 +15,7 @@
 
 import { check } from "k6";
 import {
-  envInt, envSeconds, opsSession, account, responder, current, goOnDuty, accept, api, token, offset, spreadPoint, uuid, wait,
+  envInt, envSeconds, opsSession, cells, goOnDuty, accept, api, token, offset, uuid, wait,
   alertToOffer, countError,
 } from "./lib/haven.js";
 
@@ -47,18 +47,7 @@ export const options = {
 };
 
 export function setup() {
-  const ops = opsSession();
-  const cells = [];
-  for (let i = 0; i < ALERTS; i++) {
-    cells.push({
-      at: spreadPoint(i, ALERTS, SPREAD_M),
-      patient: account("patient"),
-      firstAider: responder("first_aider", ops),
-      crew: responder("ambulance_crew", ops),
-    });
-  }
-  for (const c of cells) for (const k of ["patient", "firstAider", "crew"]) c[k] = current(c[k]);
-  return { cells };
+  return { cells: cells(ALERTS, SPREAD_M, opsSession()) };
 }
 
 /** Declines offers of other patients' emergencies (a withdrawn one answers OFFER_NOT_FOUND: fine). */

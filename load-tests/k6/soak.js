@@ -13,7 +13,7 @@
 import { check } from "k6";
 import { setInterval, clearInterval } from "k6/timers";
 import {
-  envInt, envSeconds, opsSession, account, responder, current, goOnDuty, accept, join, api, token, offset, spreadPoint, uuid, wait,
+  envInt, envSeconds, opsSession, cells, goOnDuty, accept, join, api, token, offset, uuid, wait,
   alertToOffer, countError,
 } from "./lib/haven.js";
 import { Counter } from "k6/metrics";
@@ -46,18 +46,7 @@ export const options = {
 };
 
 export function setup() {
-  const ops = opsSession();
-  const cells = [];
-  for (let i = 0; i < VUS; i++) {
-    cells.push({
-      at: spreadPoint(i, VUS, SPREAD_M),
-      patient: account("patient"),
-      firstAider: responder("first_aider", ops),
-      crew: responder("ambulance_crew", ops),
-    });
-  }
-  for (const c of cells) for (const k of ["patient", "firstAider", "crew"]) c[k] = current(c[k]);
-  return { cells };
+  return { cells: cells(VUS, SPREAD_M, opsSession()) };
 }
 
 export default async function (data) {

@@ -216,6 +216,24 @@ export function current(session) {
   return fresh[session.id] || session;
 }
 
+/**
+ * `count` cells spread over `spreadM` metres around the scene, each a patient with a verified
+ * first-aider and ambulance crew, as setup() must hand them to the VUs (see `current`).
+ */
+export function cells(count, spreadM, ops) {
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    out.push({
+      at: spreadPoint(i, count, spreadM),
+      patient: account("patient"),
+      firstAider: responder("first_aider", ops),
+      crew: responder("ambulance_crew", ops),
+    });
+  }
+  for (const c of out) for (const k of ["patient", "firstAider", "crew"]) c[k] = current(c[k]);
+  return out;
+}
+
 /** Where a hospital is (`GET /api/hospitals/nearby`): `{ id, name, lat, lng }`. */
 export function hospital(id, session) {
   const r = api("GET", `/api/hospitals/nearby?lat=${NAIROBI.lat}&lng=${NAIROBI.lng}&radiusM=200000&limit=50`, undefined, token(session), { name: "GET /api/hospitals/nearby" });
