@@ -6,11 +6,11 @@
  */
 import { type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { cpus } from "node:os";
 import { CHECKOUT, TRIXIE_SCRIPT, type Tree } from "./trees.ts";
 import { alive, exited, listenerPid, sleep, spawnPinned, stopPid } from "./proc.ts";
+import { freePort } from "../../../test/harness.ts";
 
 export const SERVER_CORE = "0";
 export const GENERATOR_CORE = "1";
@@ -26,17 +26,6 @@ export function startFlags(tree: Tree): string[] {
   const own = m && m[1] ? m[1].split(/\s+/).filter((a) => a.startsWith("--")) : [];
   // extra flags for profiling a run (e.g. --trace-gc, --cpu-prof): HAVEN_BENCH_SERVER_FLAGS
   return [...own, ...(process.env.HAVEN_BENCH_SERVER_FLAGS?.split(/\s+/).filter(Boolean) ?? [])];
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export interface Running {
