@@ -21,6 +21,13 @@ export type HavenClient = Client & { auth: Principal };
 /** The encoded type reflection sent to every joining client, per state class. */
 const HANDSHAKES = new Map<Function, Uint8Array>();
 
+/** The parts of Colyseus's schema serializer that Haven reaches into. */
+interface SchemaSerializerInternals {
+  handshake?(): Uint8Array;
+  handshakeCache?: Uint8Array;
+  encoder: { root: Parameters<typeof patchOnChange>[1] };
+}
+
 /** Stands in for a simulation interval that Haven's rooms do not run. */
 const NO_TICK = Object.freeze({});
 
@@ -69,14 +76,14 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     super.setState(state);
     // the handshake (the state's type reflection) is the same for every room of a state class:
     // encoded once per class and shared, instead of once per room
-    const serializer = (this as unknown as { _serializer: { handshake?(): Uint8Array; handshakeCache?: Uint8Array } })._serializer;
+    const serializer = (this as unknown as { _serializer: SchemaSerializerInternals })._serializer;
     let handshake = HANDSHAKES.get(state.constructor);
     if (!handshake && serializer.handshake) {
       handshake = serializer.handshake();
       HANDSHAKES.set(state.constructor, handshake);
     }
     serializer.handshakeCache = handshake;
-    patchOnChange(this, (this as unknown as { _serializer: { encoder: { root: Parameters<typeof patchOnChange>[1] } } })._serializer.encoder.root);
+    patchOnChange(this, serializer.encoder.root);
     // the state's first changes were queued before the watch began
     requestPatch(this);
   }
