@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { ChildProcess } from "node:child_process";
 import postgres from "postgres";
 import type { Logger } from "../src/log.ts";
+import { withDeadline } from "./deadline.ts";
 
 /**
  * Haven's PostgreSQL connection: an external server given by a URL, or (without one) an embedded
@@ -30,10 +31,15 @@ export interface DatabaseOptions {
   poolMax: number;
   connectTimeoutSeconds: number;
   statementTimeoutMs: number;
+  /** The client-side deadline of every statement and transaction (persistence/deadline.ts). */
+  callTimeoutMs?: number;
 }
 
 export interface Database {
+  /** Every statement and transaction bounded by the call deadline: what the stores use. */
   sql: Sql;
+  /** The same pool without the deadline, for migrations at start. */
+  admin: Sql;
   /** True when Haven started its own PostgreSQL. */
   embedded: boolean;
   /** Drains the pool and, if embedded, stops the server. Safe to call twice. */
@@ -49,8 +55,12 @@ const PASSWORD_FILE = "embedded-postgres.password";
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
 
+export const DEFAULT_CALL_TIMEOUT_MS = 6000;
+
 export async function openDatabase(o: DatabaseOptions, log: Logger): Promise<Database> {
-  return o.url === undefined ? openEmbedded(o, log) : openExternal(o.url, o, log);
+  const db = o.url === undefined ? await openEmbedded(o, log) : await openExternal(o.url, o, log);
+  const ms = o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  return { ...db, admin: db.sql, sql: withDeadline(db.sql, ms, (message) => log.error(message)) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -72,6 +82,9 @@ function clientOptions(o: DatabaseOptions, log: Logger): postgres.Options<{}> {
       application_name: "haven",
       // Server-side, per session: a runaway statement is cancelled by the server itself.
       statement_timeout: o.statementTimeoutMs,
+      // A transaction whose client went silent (its node hung or lost) is rolled back by the
+      // server instead of holding its row locks.
+      idle_in_transaction_session_timeout: o.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
     },
   };
 }
@@ -126,7 +139,7 @@ async function connect(sql: Sql, target: string): Promise<void> {
   }
 }
 
-async function openExternal(rawUrl: string, o: DatabaseOptions, log: Logger): Promise<Database> {
+async function openExternal(rawUrl: string, o: DatabaseOptions, log: Logger): Promise<Omit<Database, "admin">> {
   const target = describeUrl(rawUrl);
   const { url, ssl } = tlsFromUrl(rawUrl, log);
   const sql = postgres(url, { ...clientOptions(o, log), ...(ssl === undefined ? {} : { ssl }) });
@@ -289,7 +302,7 @@ async function unreachableHint(dataDir: string): Promise<string> {
   }
 }
 
-async function openEmbedded(o: DatabaseOptions, log: Logger): Promise<Database> {
+async function openEmbedded(o: DatabaseOptions, log: Logger): Promise<Omit<Database, "admin">> {
   const t0 = performance.now();
   const elog = log.child({ component: "embedded-postgres" });
   const isRoot = process.getuid?.() === 0;

@@ -255,9 +255,10 @@ export class PgEmergencyStore implements EmergencyStore {
     });
   }
 
-  async commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean> {
+  async commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal): Promise<boolean> {
     try {
       await this.sql.begin(async (tx) => {
+        signal?.throwIfAborted();
         // the row lock makes a takeover wait for this commit, and this commit see a takeover; it is
         // taken exclusive at once (the status is updated below), so that a snapshot batch holding a
         // share lock on it never waits on this transaction while this one waits on it
@@ -273,6 +274,7 @@ export class PgEmergencyStore implements EmergencyStore {
           on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at`;
         const closed = status === "handed_over" || status === "cancelled";
         await tx`update emergencies set status = ${status}, closed_at = ${closed ? new Date() : null} where id = ${id}`;
+        signal?.throwIfAborted(); // abandoned by the caller: roll back rather than commit late
       });
       return true;
     } catch (error) {

@@ -149,7 +149,8 @@ export interface EmergencyStore {
    * transaction. Returns false (and writes nothing) when the idempotency key was seen before.
    * Throws FencedError when `fence` is no longer the emergency's token.
    */
-  commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string): Promise<boolean>;
+  /** `signal` abandons the commit: aborted before the transaction ends, it rolls back. */
+  commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal): Promise<boolean>;
   /** One statement for many rooms' snapshots; returns the ids refused because their token is stale. */
   saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]>;
   /** The active emergencies with the process that holds each (undefined: never claimed). */

@@ -15,6 +15,7 @@ import { Party, ReadinessItem } from "./schema/common.ts";
 import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
+import { HeldChanges } from "./patches.ts";
 import { FencedError } from "../persistence/stores.ts";
 
 /** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
@@ -45,6 +46,11 @@ const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"
 const STATUS_ORDER = ["alerted", "dispatched", "on_scene", "transporting", "at_hospital", "handed_over"] as const;
 const CLOSED = new Set(["handed_over", "cancelled"]);
 const IDEMPOTENCY_MEMORY = 256;
+/** Critical changes waiting to commit in one room before more are refused (retry). */
+const MAX_QUEUED_CRITICAL = 16;
+/** Critical changes one sender may make in a window. */
+const CRITICAL_PER_WINDOW = 20;
+const CRITICAL_WINDOW_MS = 10_000;
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
 
@@ -75,6 +81,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** Critical changes run one at a time, each committed before it is acknowledged. */
   private commitQueue: Promise<unknown> = Promise.resolve();
   private committing = 0;
+  /** Critical changes waiting for their turn. */
+  private queuedCritical = 0;
+  /** What the critical change being committed changed, held back from patches until it is. */
+  private held?: HeldChanges;
+  /** Responders who said they are on their way. */
+  private readonly enRoute = new Set<string>();
+  /** Critical changes per sender. */
+  private readonly criticalRate = new SenderRate(CRITICAL_PER_WINDOW, CRITICAL_WINDOW_MS);
   /** Side effects of the critical change in progress, run once it is committed. */
   private effects: (() => void)[] | undefined;
   /** Positions (and other fast-changing state) changed since the last snapshot. */
@@ -134,6 +148,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       const saved = snapshotCodec.unpack(claimed.snapshot) as { seq: number; state: Record<string, unknown> };
       assignEmergencyState(this.state, saved.state);
       this.seq = saved.seq;
+      for (const e of this.state.timeline) if (e.type === "en_route") this.enRoute.add(e.actor.slice(e.actor.indexOf(":") + 1));
       // nobody is connected to a room that was just restored
       for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
     } else {
@@ -241,9 +256,10 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }, remaining));
   }
 
-  /** Holds the room's patches while a critical change is being committed: nobody sees what may be undone. */
+  /** While a critical change commits, what it changed is held back; everything else goes out. */
   broadcastPatch(): boolean {
-    return this.isCommitting() ? false : super.broadcastPatch();
+    const held = this.held;
+    return held ? held.patchWithout(() => super.broadcastPatch()) : super.broadcastPatch();
   }
 
   isCommitting(): boolean {
@@ -264,13 +280,33 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /**
    * Runs a critical change: one at a time; the events it adds to the timeline, the snapshot after
    * it and the status are committed to Postgres before it is acknowledged and before its side
-   * effects run. If the commit fails, the change is undone and the sender is told to retry. A
-   * retried change (same sender, same idempotency key) gets the first answer and changes nothing.
+   * effects run. While it commits, what it changed is held back from patches (nobody sees what may
+   * be undone) and every other change (positions) keeps going out. If the commit fails or passes
+   * the database deadline, the change is undone and the sender is told to retry. A retried change
+   * (same sender, same idempotency key) gets the first answer and changes nothing; a change that
+   * changes nothing commits nothing. Each sender has a bounded rate of critical changes, and the
+   * room a bounded queue of them.
    */
   private critical<T>(p: Principal | null, key: string | null | undefined, action: () => T): Promise<T> {
+    const cacheKey = p && key ? `${p.sub}:${key}` : undefined;
+    if (cacheKey && this.idempotent.has(cacheKey)) return Promise.resolve(this.idempotent.get(cacheKey) as T);
+    try {
+      if (p) this.criticalRate.take(p.sub);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.queuedCritical >= MAX_QUEUED_CRITICAL) {
+      return Promise.reject(new HavenError("UNAVAILABLE", "too many changes are waiting to be recorded in this emergency; nothing changed; retry"));
+    }
+    // the answer is due within the database deadline, however long the wait for its turn
+    const deadlineAt = Date.now() + services().config.database.callTimeoutMs;
     const run = async (): Promise<T> => {
-      const cacheKey = p && key ? `${p.sub}:${key}` : undefined;
+      this.queuedCritical--;
       if (cacheKey && this.idempotent.has(cacheKey)) return this.idempotent.get(cacheKey) as T;
+      if (Date.now() >= deadlineAt) throw new HavenError("UNAVAILABLE", "the change could not be recorded in time; nothing changed; retry");
+      // what is pending goes out first, so that the change queue holds this change alone
+      if (this.clients.length > 0) super.broadcastPatch();
+      const held = new HeldChanges(this.changeRoot());
       const before = this.state.toJSON() as Record<string, unknown>;
       const seqBefore = this.seq;
       this.effects = [];
@@ -285,6 +321,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
           if (this.seq !== seqBefore || JSON.stringify(this.state.toJSON()) !== JSON.stringify(before)) this.undo(before, seqBefore);
           throw error;
         }
+        held.capture();
+        this.held = held;
         effects = this.effects;
         this.effects = undefined;
         const events = [...this.state.timeline].filter((e) => e.seq > seqBefore).map((e, i) => ({
@@ -295,9 +333,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
           let fresh: boolean;
           try {
             if (this.isRelinquished()) throw new FencedError(this.roomId);
-            fresh = await services().emergencyStore.commit(this.roomId, this.fence, events, this.snapshot(), this.state.status);
+            fresh = await commitBy(deadlineAt, (signal) =>
+              services().emergencyStore.commit(this.roomId, this.fence, events, this.snapshot(), this.state.status, signal));
           } catch (error) {
-            this.undo(before, seqBefore);
+            // the sequence numbers stay spent: a commit whose answer was lost may have landed
+            this.undo(before, this.seq);
             if (error instanceof FencedError) {
               this.relinquish();
               throw new HavenError("UNAVAILABLE", "this emergency moved to another node; nothing changed; rejoin and retry");
@@ -313,8 +353,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         }
       } finally {
         this.effects = undefined;
+        this.held = undefined;
         this.committing--;
-        // patches held during the commit go out now
+        // changes held during the commit go out now
         if (this.committing === 0) this.requestPatch();
       }
       for (const fn of effects) fn();
@@ -324,6 +365,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       }
       return result;
     };
+    this.queuedCritical++;
     const done = this.commitQueue.then(run, run);
     this.commitQueue = done.catch(() => undefined);
     return done;
@@ -706,6 +748,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       };
       switch (body.step) {
         case "en_route":
+          // said once per responder: a repeat changes nothing and records nothing
+          if (this.enRoute.has(p.sub)) return { ok: true as const, status: this.state.status };
+          this.effect(() => this.enRoute.add(p.sub));
           if (t.enRouteAt === 0) t.enRouteAt = now;
           this.event("en_route", this.actor(p));
           break;
@@ -876,6 +921,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         r.key = item.key;
         r.label = item.label ?? item.key;
         this.state.hospital.readiness.set(item.key, r);
+      } else if (r.ready === item.ready && (item.label === undefined || item.label === r.label)) {
+        return { key: item.key, ready: item.ready }; // as it is already: nothing to record
       } else if (item.label !== undefined) {
         r.label = item.label;
       }
@@ -1008,6 +1055,51 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }
     return guard(() => this.cancel(p, why, key));
   }
+}
+
+/**
+ * A fixed-window count of what each sender did, bounded: a sender over its allowance is refused
+ * with RATE_LIMITED until the window turns. Entries of past windows are dropped as it grows.
+ */
+class SenderRate {
+  private readonly counts = new Map<string, { windowStart: number; count: number }>();
+  private readonly limit: number;
+  private readonly windowMs: number;
+
+  constructor(limit: number, windowMs: number) {
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+
+  take(sender: string): void {
+    const now = Date.now();
+    let entry = this.counts.get(sender);
+    if (!entry || now - entry.windowStart >= this.windowMs) {
+      if (this.counts.size >= 256) for (const [k, e] of this.counts) if (now - e.windowStart >= this.windowMs) this.counts.delete(k);
+      if (this.counts.size >= 1024) this.counts.delete(this.counts.keys().next().value!);
+      entry = { windowStart: now, count: 0 };
+      this.counts.set(sender, entry);
+    }
+    if (++entry.count > this.limit) {
+      const retryAfter = Math.ceil((entry.windowStart + this.windowMs - now) / 1000);
+      throw new HavenError("RATE_LIMITED", `more than ${this.limit} changes in ${this.windowMs / 1000} s; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
+    }
+  }
+}
+
+/** Runs a commit that must answer by `deadlineAt`; past it, the commit is abandoned (it rolls back) and this rejects. */
+function commitBy<T>(deadlineAt: number, commit: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abandon = new AbortController();
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      abandon.abort();
+      reject(new HavenError("UNAVAILABLE", "the database did not answer in time"));
+    }, Math.max(0, deadlineAt - Date.now()));
+    commit(abandon.signal).then(
+      (value) => { clearTimeout(timer); resolve(value); },
+      (error: unknown) => { clearTimeout(timer); reject(error); },
+    );
+  });
 }
 
 function fail(code: string, message: string): { ok: false; error: { code: string; message: string } } {

@@ -6,7 +6,7 @@ import { decodeMessageFrame, isMessageFrame, type DecodedFrame } from "../src/pr
 import { validate, type SchemaName } from "../src/protocol/validate.ts";
 import { services } from "../src/services.ts";
 import { heldElsewhere } from "../src/cluster/rooms.ts";
-import { EventClock, patchOnChange, requestPatch } from "./patches.ts";
+import { EventClock, patchOnChange, requestPatch, type ChangeRoot } from "./patches.ts";
 
 /** A socket message the room accepts: its payload schema, who may send it, what it does. */
 export interface MessageHandler<R> {
@@ -25,7 +25,7 @@ const HANDSHAKES = new Map<Function, Uint8Array>();
 interface SchemaSerializerInternals {
   handshake?(): Uint8Array;
   handshakeCache?: Uint8Array;
-  encoder: { root: Parameters<typeof patchOnChange>[1] };
+  encoder: { root: ChangeRoot };
 }
 
 /** Stands in for a simulation interval that Haven's rooms do not run. */
@@ -86,6 +86,11 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     patchOnChange(this, serializer.encoder.root);
     // the state's first changes were queued before the watch began
     requestPatch(this);
+  }
+
+  /** The state's queue of dirty change trees (to hold some changes back from patches). */
+  protected changeRoot(): ChangeRoot {
+    return (this as unknown as { _serializer: SchemaSerializerInternals })._serializer.encoder.root;
   }
 
   /** Sends pending changes on the next event-loop turn (after a held patch is released). */

@@ -1,4 +1,5 @@
 import type { Room } from "@colyseus/core";
+import { $refId } from "@colyseus/schema";
 
 /**
  * Patches are sent when something changed, not on a fixed tick.
@@ -67,6 +68,80 @@ export function patchOnChange(room: PatchedRoom, root: StateRoot): void {
     if (existingNode === undefined) requestPatch(room);
     return enqueue.call(this, tree, existingNode);
   };
+}
+
+/** A node of the encoder root's queue of dirty change trees (a doubly linked list). */
+interface ChangeNode {
+  changeTree: { ref: { [$refId]?: number } };
+  next?: ChangeNode;
+  prev?: ChangeNode;
+  position: number;
+}
+
+/** The parts of the schema encoder's root that holding changes back reaches into. */
+export interface ChangeRoot extends StateRoot {
+  changes: { next?: ChangeNode; tail?: ChangeNode; nextPosition: number };
+}
+
+/**
+ * Changes held back from patches while they are being committed, so that nobody sees what may be
+ * undone, while every other change of the room (positions) keeps going out.
+ *
+ * Created just before a change is made, on a queue with nothing dirty in it; `capture()` after
+ * the change marks every tree it dirtied as held. A tree made after creation is held too (a
+ * client must never get changes of an object whose addition it has not been sent), and so is a
+ * held tree's later change. `patchWithout` runs a patch with the held trees taken out of the
+ * queue and puts them back after it, in their order, to go out once the hold ends.
+ */
+export class HeldChanges {
+  private readonly trees = new Set<object>();
+  private readonly firstNewRefId: number;
+  private readonly root: ChangeRoot;
+
+  constructor(root: ChangeRoot) {
+    this.root = root;
+    this.firstNewRefId = (root as unknown as { nextUniqueId: number }).nextUniqueId;
+  }
+
+  /** Holds every tree dirty now. */
+  capture(): void {
+    for (let node = this.root.changes.next; node; node = node.next) this.trees.add(node.changeTree);
+  }
+
+  private holds(tree: ChangeNode["changeTree"]): boolean {
+    return this.trees.has(tree) || (tree.ref[$refId] ?? Infinity) >= this.firstNewRefId;
+  }
+
+  patchWithout<T>(patch: () => T): T {
+    const list = this.root.changes;
+    const held: ChangeNode[] = [];
+    let node = list.next;
+    list.next = list.tail = undefined;
+    while (node) {
+      const next = node.next;
+      node.prev = node.next = undefined;
+      if (this.holds(node.changeTree)) held.push(node);
+      else append(list, node);
+      node = next;
+    }
+    try {
+      return patch();
+    } finally {
+      for (const h of held) append(list, h);
+    }
+  }
+}
+
+function append(list: ChangeRoot["changes"], node: ChangeNode): void {
+  if (!list.tail) {
+    list.nextPosition = 0;
+    list.next = node;
+  } else {
+    list.tail.next = node;
+    node.prev = list.tail;
+  }
+  list.tail = node;
+  node.position = list.nextPosition++;
 }
 
 /** A scheduled callback of a room; `clear()` cancels it. */

@@ -140,7 +140,7 @@ export interface Config {
   closeGraceMs: number;
 
   /** Postgres to use; without a url, an embedded PostgreSQL in `dataDir`. */
-  database: DatabaseOptions;
+  database: DatabaseOptions & { callTimeoutMs: number };
   /** Name of this node, recorded with what it writes. */
   nodeName: string;
 
@@ -276,6 +276,7 @@ export function loadConfig(env: Env = process.env): Config {
       poolMax: int(env, "HAVEN_DB_POOL_MAX", 10, 1, 200),
       connectTimeoutSeconds: int(env, "HAVEN_DB_CONNECT_TIMEOUT_SECONDS", 5, 1, 120),
       statementTimeoutMs: int(env, "HAVEN_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000),
+      callTimeoutMs: int(env, "HAVEN_DB_CALL_TIMEOUT_MS", 6000, 100, 600_000),
     },
     nodeName: str(env, "HAVEN_NODE_NAME", `node-${process.pid}`)!,
     cluster: clusterConfig(env, port, host),

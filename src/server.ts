@@ -145,7 +145,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   const selected = await selectTransport(config, log);
 
   const db = await openDatabase(config.database, log);
-  await migrate(db.sql, log);
+  await migrate(db.admin, log);
   const hospitalStore = new PgHospitalStore(db.sql);
   const emergencyStore = new PgEmergencyStore(db.sql);
   const seeded = await hospitalStore.seedIfEmpty(HospitalDirectory.fromFile(config.hospitals.file).all());
