@@ -191,7 +191,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   });
   if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
 
-  let ready = false;
+  let phase: "starting" | "ready" | "stopping" = "starting";
   server.define("emergency", EmergencyRoom);
   server.define("duty", DutyRoom);
   server.define("hospital", HospitalRoom);
@@ -215,7 +215,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     m.on("lost", (roomId: string) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish());
   }
   server.onBeforeShutdown(async () => {
-    ready = false;
+    phase = "stopping";
     failover.stop();
     flusher.stop();
     const saved = await flusher.flush(true);
@@ -226,7 +226,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     await db.close();
   });
 
-  selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, ready: () => ready }));
+  selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, phase: () => phase }));
   await server.listenOn(config.port, config.host);
   await membership.announce();
   await applyClusterNotices(s);
@@ -236,7 +236,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (restored > 0) log.info({ restored }, "active emergencies restored");
   failover.start();
   flusher.start();
-  ready = true;
+  phase = "ready";
 
   const port = selected.boundPort(config.port);
   log.info({ port, transport: selected.name, hospitals: hospitals.all().length, database: db.embedded ? "embedded" : "external", cluster: cluster ? { processId: membership.processId, publicAddress: cluster.publicAddress } : false }, `Haven listening on port ${port} (transport: ${selected.name}${cluster ? `, cluster node ${membership.processId}` : ""})`);

@@ -85,7 +85,7 @@ export async function freshDatabase(): Promise<{ url: string; name: string; drop
 }
 
 export async function startHaven(env: Record<string, string> = {}): Promise<Haven> {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const db = env.DATABASE_URL ? undefined : await freshDatabase();
   // nodes of one cluster share a data folder (and with it the development signing keys)
   const ownDataDir = env.HAVEN_DATA_DIR === undefined;

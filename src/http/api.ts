@@ -17,9 +17,18 @@ export interface ApiContext {
   accounts: Accounts;
   transport: "uws" | "ws";
   startedAt: number;
-  /** False once shutdown began: /ready answers 503 and no new work is accepted. */
-  ready: () => boolean;
+  /** `starting` until every emergency this node must restore is back; `stopping` once shutdown began. */
+  phase: () => "starting" | "ready" | "stopping";
 }
+
+/**
+ * What a node serves before it is ready (while it restores emergencies after a restart) and once
+ * it is stopping: its health, readiness and metrics, and what needs no room (accounts, profiles).
+ * Everything else (alerts, duty, emergency and hospital calls, matchmaking) depends on rooms that
+ * may not be back yet, and answers `503 UNAVAILABLE` with `Retry-After`.
+ */
+const SERVED_WHEN_NOT_READY = /^\/(health|ready|metrics)$|^\/api\/(auth\/|medical-profile$)/;
+const RETRY_AFTER_SECONDS = "1";
 
 const ok = (body: unknown, status = 200): HttpResponse => ({ status, body });
 
@@ -76,6 +85,14 @@ export function buildApi(ctx: ApiContext): Router {
   const { config } = s;
   const router = new Router(config.corsOrigins);
   const logins = new RateLimiter(config.limits.loginPerMinutePerAddress, 60_000);
+  router.before((req) => {
+    const phase = ctx.phase();
+    if (phase === "ready" || SERVED_WHEN_NOT_READY.test(req.path)) return undefined;
+    const error = new HavenError("UNAVAILABLE", phase === "starting"
+      ? "this node is starting and restoring its emergencies; retry"
+      : "this node is shutting down; retry");
+    return { status: error.status, headers: { "retry-after": RETRY_AFTER_SECONDS }, body: error.toJSON() };
+  });
 
   // ---------------------------------------------------------------- operations
   router.on("GET", "/health", () => ok({
@@ -86,7 +103,7 @@ export function buildApi(ctx: ApiContext): Router {
     tokenKey: s.tokens.development ? "development" : "configured",
     cluster: s.membership.clustered ? { processId: s.membership.processId, node: config.nodeName, redis: s.membership.connected() ? "up" : "down" } : false,
   }));
-  router.on("GET", "/ready", () => ctx.ready() ? ok({ ready: true }) : { status: 503, body: { ready: false } });
+  router.on("GET", "/ready", () => ctx.phase() === "ready" ? ok({ ready: true }) : { status: 503, body: { ready: false, phase: ctx.phase() } });
   router.on("GET", "/metrics", () => ({ status: 200, text: metricsText(ctx.transport), headers: { "content-type": "text/plain; version=0.0.4" } }));
 
   // ---------------------------------------------------------------- accounts
@@ -118,7 +135,6 @@ export function buildApi(ctx: ApiContext): Router {
   router.on("POST", "/api/emergency/alert", async (req) => {
     const p = await principalOf(req);
     const body = validate<{ lat: number; lng: number; accuracy?: number; priority?: "critical" | "high" | "medium"; note?: string }>("alert", jsonBody(req));
-    if (!ctx.ready()) throw new HavenError("UNAVAILABLE", "this node is shutting down; retry");
     const { id, bypass, created } = await s.emergencies.raise(p, await ctx.accounts.displayName(p), body);
     return ok({ emergencyId: id, roomName: "emergency", created, bypass }, created ? 201 : 200);
   });
