@@ -3,7 +3,7 @@ import type {
   AuditLog, ClaimedEmergency, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
   StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
-import { FencedError } from "./stores.ts";
+import { FencedError, type SnapshotRow } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
 import type { Role } from "../src/auth/tokens.ts";
 
@@ -250,8 +250,8 @@ export class PgEmergencyStore implements EmergencyStore {
         returning fence, patient_id, bypass`;
       if (!row) return undefined;
       const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
-      const [alert] = await tx<{ payload: Record<string, unknown> }[]>`select payload from emergency_events where emergency_id = ${id} and seq = 1`;
-      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {} };
+      const [alert] = await tx<{ payload: Record<string, unknown>; at: Date }[]>`select payload, at from emergency_events where emergency_id = ${id} and seq = 1`;
+      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, alertAt: alert?.at.getTime() };
     });
   }
 
@@ -267,7 +267,8 @@ export class PgEmergencyStore implements EmergencyStore {
         for (const ev of events) {
           await tx`
             insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
-            values (${id}, ${ev.seq}, ${ev.type}, ${ev.actor}, ${tx.json(ev.payload as never)}, ${ev.idempotencyKey ?? null}, ${new Date(ev.at)})`;
+            values (${id}, ${ev.seq}, ${ev.type}, ${ev.actor}, ${tx.json(ev.payload as never)}, ${ev.idempotencyKey ?? null}, ${new Date(ev.at)})
+            on conflict (emergency_id, seq) do nothing`; // written before by a batch whose answer was lost
         }
         await tx`
           insert into emergency_snapshots (emergency_id, seq, state, taken_at) values (${id}, ${snapshot.seq}, ${snapshot.state}, now())
@@ -284,7 +285,7 @@ export class PgEmergencyStore implements EmergencyStore {
     }
   }
 
-  async saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]> {
+  async saveSnapshots(rows: SnapshotRow[]): Promise<string[]> {
     if (rows.length === 0) return [];
     // One statement text whatever the number of rows (arrays, not a row list): one prepared
     // statement per connection, not one per batch size. The snapshots travel as base64 text,
@@ -301,6 +302,16 @@ export class PgEmergencyStore implements EmergencyStore {
           from unnest(${held.map((r) => r.id)}::uuid[], ${held.map((r) => r.seq)}::bigint[], ${held.map((r) => r.state.toString("base64"))}::text[]) as s(id, seq, state)
           on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
           where emergency_snapshots.seq <= excluded.seq`;
+        const events = held.flatMap((r) => (r.events ?? []).map((e) => ({ id: r.id, ...e })));
+        if (events.length > 0) {
+          await tx`
+            insert into emergency_events (emergency_id, seq, type, actor, payload, at)
+            select e.id, e.seq, e.type, e.actor, e.payload, e.at
+            from unnest(${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.seq)}::int[], ${events.map((e) => e.type)}::text[],
+                        ${events.map((e) => e.actor)}::text[], ${events.map((e) => JSON.stringify(e.payload))}::jsonb[],
+                        ${events.map((e) => new Date(e.at).toISOString())}::timestamptz[]) as e(id, seq, type, actor, payload, at)
+            on conflict (emergency_id, seq) do nothing`;
+        }
       }
       return rows.filter((r) => fences.get(r.id) !== r.fence).map((r) => r.id);
     });

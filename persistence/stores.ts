@@ -110,6 +110,15 @@ export interface EmergencyEventRow {
   at: number;
 }
 
+/** A snapshot the flusher writes, with the timeline events raised outside critical changes since the last. */
+export interface SnapshotRow {
+  id: string;
+  fence: number;
+  seq: number;
+  state: Buffer;
+  events?: readonly EmergencyEventRow[];
+}
+
 export interface ActiveEmergency {
   id: string;
   patientId: string;
@@ -118,6 +127,8 @@ export interface ActiveEmergency {
   snapshot?: Buffer;
   /** The alert's own record (the `call_received` event's payload). */
   alert: Record<string, unknown>;
+  /** When the alert was recorded (the `call_received` event's time). */
+  alertAt?: number;
 }
 
 /** A write by a room whose emergency was taken over by another node (its fencing token is stale). */
@@ -152,7 +163,7 @@ export interface EmergencyStore {
   /** `signal` abandons the commit: aborted before the transaction ends, it rolls back. */
   commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal): Promise<boolean>;
   /** One statement for many rooms' snapshots; returns the ids refused because their token is stale. */
-  saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]>;
+  saveSnapshots(rows: SnapshotRow[]): Promise<string[]>;
   /** The active emergencies with the process that holds each (undefined: never claimed). */
   activeOwners(): Promise<{ id: string; owner?: string }[]>;
   /** The patient's active emergency, if any. */

@@ -16,7 +16,7 @@ import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/E
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
 import { HeldChanges } from "./patches.ts";
-import { FencedError } from "../persistence/stores.ts";
+import { FencedError, type EmergencyEventRow } from "../persistence/stores.ts";
 
 /** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
 const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
@@ -46,6 +46,8 @@ const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"
 const STATUS_ORDER = ["alerted", "dispatched", "on_scene", "transporting", "at_hospital", "handed_over"] as const;
 const CLOSED = new Set(["handed_over", "cancelled"]);
 const IDEMPOTENCY_MEMORY = 256;
+/** Timeline events kept while the database is away before the oldest are dropped. */
+const MAX_UNSAVED_EVENTS = 4096;
 /** Critical changes waiting to commit in one room before more are refused (retry). */
 const MAX_QUEUED_CRITICAL = 16;
 /** Critical changes one sender may make in a window. */
@@ -85,6 +87,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private queuedCritical = 0;
   /** What the critical change being committed changed, held back from patches until it is. */
   private held?: HeldChanges;
+  /** Timeline events raised outside a critical change, not yet in Postgres. */
+  private unsaved: EmergencyEventRow[] = [];
   /** Responders who said they are on their way. */
   private readonly enRoute = new Set<string>();
   /** Critical changes per sender. */
@@ -128,7 +132,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const alert = claimed.alert as unknown as AlertRecord;
     const restoring = claimed.snapshot !== undefined;
 
-    const now = Date.now();
+    const now = claimed.alertAt ?? Date.now();
     const state = new EmergencyState();
     state.id = this.roomId;
     state.priority = alert.priority ?? "high";
@@ -152,7 +156,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       // nobody is connected to a room that was just restored
       for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
     } else {
-      this.event("call_received", `patient:${claimed.patientId}`, alert.note ?? "");
+      this.event("call_received", `patient:${claimed.patientId}`, alert.note ?? "", now);
+      this.unsaved = []; // recorded with the alert
     }
 
     this.dispatchers = { first_aider: this.newDispatch("first_aider"), ambulance_crew: this.newDispatch("ambulance_crew") };
@@ -266,6 +271,16 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     return this.committing > 0;
   }
 
+  /** Timeline events the flusher should write with the next snapshot. */
+  unsavedEvents(): readonly EmergencyEventRow[] {
+    return this.unsaved;
+  }
+
+  /** The flusher wrote these events (up to `seq`): they are no longer waiting. */
+  eventsSaved(seq: number): void {
+    while (this.unsaved.length > 0 && this.unsaved[0].seq <= seq) this.unsaved.shift();
+  }
+
   /** The state as a snapshot: msgpack of its plain JSON, with the timeline position. */
   snapshot(): { seq: number; state: Buffer } {
     return { seq: this.seq, state: Buffer.from(snapshotCodec.pack({ seq: this.seq, state: this.state.toJSON() })) };
@@ -325,11 +340,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         this.held = held;
         effects = this.effects;
         this.effects = undefined;
-        const events = [...this.state.timeline].filter((e) => e.seq > seqBefore).map((e, i) => ({
-          seq: e.seq, type: e.type, actor: e.actor, payload: { detail: e.detail }, at: e.at,
-          idempotencyKey: i === 0 && key ? key : undefined,
+        const changed = [...this.state.timeline].filter((e) => e.seq > seqBefore).map((e, i) => ({
+          ...eventRow(e), idempotencyKey: i === 0 && key ? key : undefined,
         }));
-        if (events.length > 0) {
+        // events raised outside a critical change and not written yet go with it
+        const carried = this.unsaved.at(-1)?.seq ?? 0;
+        const events = [...this.unsaved, ...changed];
+        if (changed.length > 0) {
           let fresh: boolean;
           try {
             if (this.isRelinquished()) throw new FencedError(this.roomId);
@@ -350,6 +367,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
             this.undo(before, seqBefore);
             return { ok: true, duplicate: true } as T;
           }
+          this.eventsSaved(carried);
         }
       } finally {
         this.effects = undefined;
@@ -533,15 +551,23 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   // ---------------------------------------------------------------- timeline
 
-  private event(type: string, actor: string, detail = ""): void {
+  private event(type: string, actor: string, detail = "", at = Date.now()): void {
     const e = new TimelineEvent();
     e.seq = ++this.seq;
     e.type = type;
-    e.at = Date.now();
+    e.at = at;
     e.actor = actor;
     e.detail = detail.slice(0, 200);
     this.state.timeline.push(e);
     this.dirty = true;
+    // outside a critical change (a timer, dispatch): written by the snapshot flusher or the next commit
+    if (this.effects === undefined) {
+      if (this.unsaved.length >= MAX_UNSAVED_EVENTS) {
+        services().log.error({ emergencyId: this.roomId, seq: this.unsaved[0].seq }, "timeline events waiting for the database overflowed; the oldest is dropped");
+        this.unsaved.shift();
+      }
+      this.unsaved.push(eventRow(e));
+    }
     const max = services().config.timelineLength;
     while (this.state.timeline.length > max) this.state.timeline.shift();
   }
@@ -632,7 +658,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }
     if (step.offer.length > 0) {
       if (this.state.times.responderNotifiedAt === 0) this.state.times.responderNotifiedAt = now;
-      this.event("responders_notified", "system", `${step.offer.length} ${kind}`);
+      this.event("responders_notified", "system", `${step.offer.length} ${kind}`, now);
     }
     this.updateDispatchView();
 
@@ -715,7 +741,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const now = Date.now();
     if (this.state.status === "alerted") this.state.status = "dispatched";
     if (this.state.times.enRouteAt === 0) this.state.times.enRouteAt = now;
-    this.event("responder_assigned", `${kind}:${userId}`);
+    this.event("responder_assigned", `${kind}:${userId}`, "", now);
     this.updateDispatchView();
     if (kind === "ambulance_crew") this.refreshEta();
     return { ok: true, emergencyId: this.roomId };
@@ -752,17 +778,17 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
           if (this.enRoute.has(p.sub)) return { ok: true as const, status: this.state.status };
           this.effect(() => this.enRoute.add(p.sub));
           if (t.enRouteAt === 0) t.enRouteAt = now;
-          this.event("en_route", this.actor(p));
+          this.event("en_route", this.actor(p), "", now);
           break;
         case "on_scene":
-          if (advance("on_scene", ["dispatched"])) { t.onSceneAt = now; this.event("on_scene", this.actor(p)); }
+          if (advance("on_scene", ["dispatched"])) { t.onSceneAt = now; this.event("on_scene", this.actor(p), "", now); }
           break;
         case "left_scene":
-          if (advance("transporting", ["on_scene"])) { t.leftSceneAt = now; this.event("left_scene", this.actor(p)); }
+          if (advance("transporting", ["on_scene"])) { t.leftSceneAt = now; this.event("left_scene", this.actor(p), "", now); }
           break;
         case "at_hospital":
           if (this.state.hospital.status === "none") throw new HavenError("INVALID_TRANSITION", "no receiving hospital yet");
-          if (advance("at_hospital", ["transporting"])) { t.atHospitalAt = now; this.event("arrived_at_hospital", this.actor(p)); }
+          if (advance("at_hospital", ["transporting"])) { t.atHospitalAt = now; this.event("arrived_at_hospital", this.actor(p), "", now); }
           break;
       }
       this.refreshEta();
@@ -947,7 +973,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.state.times.handedOverAt = now;
       this.state.status = "handed_over";
       this.state.hospital.etaSeconds = 0;
-      this.event("handed_over", this.actor(staff), notes ?? "");
+      this.event("handed_over", this.actor(staff), notes ?? "", now);
       this.close();
       return { status: "handed_over" };
     }));
@@ -1085,6 +1111,11 @@ class SenderRate {
       throw new HavenError("RATE_LIMITED", `more than ${this.limit} changes in ${this.windowMs / 1000} s; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
     }
   }
+}
+
+/** A timeline event as the database keeps it. */
+function eventRow(e: TimelineEvent): EmergencyEventRow {
+  return { seq: e.seq, type: e.type, actor: e.actor, payload: { detail: e.detail }, at: e.at };
 }
 
 /** Runs a commit that must answer by `deadlineAt`; past it, the commit is abandoned (it rolls back) and this rejects. */

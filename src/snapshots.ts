@@ -1,4 +1,4 @@
-import type { EmergencyStore } from "../persistence/stores.ts";
+import type { EmergencyStore, SnapshotRow } from "../persistence/stores.ts";
 import type { EmergencyRegistry } from "./domain/emergencies.ts";
 import type { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
 import type { Logger } from "./log.ts";
@@ -8,11 +8,12 @@ export const SNAPSHOT_INTERVAL_MS = 2000;
 /** The interval is cut into this many slices; each room belongs to one of them. */
 const SLICES = 20;
 
-type Row = { id: string; fence: number; seq: number; state: Buffer };
+type Row = SnapshotRow;
 
 /**
  * Writes the snapshot of every emergency whose state changed since its last one, at most every
- * 2 s. The work is spread over the interval: each room belongs to one of 20 slices, and every
+ * 2 s, with the timeline events raised outside critical changes since (dispatch widening, offers
+ * timing out, re-alerts): every event of the timeline reaches `emergency_events`. The work is spread over the interval: each room belongs to one of 20 slices, and every
  * 100 ms the changed rooms of one slice are encoded and written, so no turn of the event loop
  * encodes every room at once. Rows wait in a buffer (one per room, the newest) until they are
  * written: when Postgres is away they stay there and go out once it is back. A room committing a
@@ -77,7 +78,8 @@ export class SnapshotFlusher {
     for (const room of this.registry.liveRooms()) {
       if (!wanted(room) || room.isCommitting() || room.isRelinquished()) continue;
       room.dirty = false;
-      this.pending.set(room.roomId, { row: { id: room.roomId, fence: room.fence, ...room.snapshot() }, room });
+      const events = room.unsavedEvents();
+      this.pending.set(room.roomId, { row: { id: room.roomId, fence: room.fence, ...room.snapshot(), events: events.length > 0 ? [...events] : undefined }, room });
     }
   }
 
@@ -88,7 +90,10 @@ export class SnapshotFlusher {
     this.running = this.store.saveSnapshots(batch.map((b) => b.row)).then((fencedIds) => {
       // taken over by another node while this one was cut off: those rooms close, their parties rejoin there
       const fenced = new Set(fencedIds);
-      for (const b of batch) if (fenced.has(b.row.id)) b.room.relinquish();
+      for (const b of batch) {
+        if (fenced.has(b.row.id)) b.room.relinquish();
+        else if (b.row.events) b.room.eventsSaved(b.row.events[b.row.events.length - 1].seq);
+      }
       if (this.failing) this.log.info({ rooms: batch.length }, "snapshots are being written again");
       this.failing = false;
       return batch.length;
