@@ -246,7 +246,7 @@ export class PgEmergencyStore implements EmergencyStore {
     return this.sql.begin(async (tx) => {
       const [row] = await tx<{ fence: string; patient_id: string; bypass: boolean }[]>`
         update emergencies set fence = fence + 1, owner = ${owner}, node = ${node}
-        where id = ${id} and status not in ('handed_over', 'cancelled')
+        where id = ${id} and status not in ('handed_over', 'cancelled', 'expired')
         returning fence, patient_id, bypass`;
       if (!row) return undefined;
       const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
@@ -273,7 +273,7 @@ export class PgEmergencyStore implements EmergencyStore {
         await tx`
           insert into emergency_snapshots (emergency_id, seq, state, taken_at) values (${id}, ${snapshot.seq}, ${snapshot.state}, now())
           on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at`;
-        const closed = status === "handed_over" || status === "cancelled";
+        const closed = status === "handed_over" || status === "cancelled" || status === "expired";
         await tx`update emergencies set status = ${status}, closed_at = ${closed ? new Date() : null} where id = ${id}`;
         signal?.throwIfAborted(); // abandoned by the caller: roll back rather than commit late
       });
@@ -319,13 +319,13 @@ export class PgEmergencyStore implements EmergencyStore {
 
   async activeOwners(): Promise<{ id: string; owner?: string }[]> {
     const rows = await this.sql<{ id: string; owner: string | null }[]>`
-      select id, owner from emergencies where status not in ('handed_over', 'cancelled') order by created_at`;
+      select id, owner from emergencies where status not in ('handed_over', 'cancelled', 'expired') order by created_at`;
     return rows.map((r) => ({ id: r.id, owner: r.owner ?? undefined }));
   }
 
   async activeFor(patientId: string): Promise<string | undefined> {
     const [row] = await this.sql<{ id: string }[]>`
-      select id from emergencies where patient_id = ${patientId} and status not in ('handed_over', 'cancelled')`;
+      select id from emergencies where patient_id = ${patientId} and status not in ('handed_over', 'cancelled', 'expired')`;
     return row?.id;
   }
 

@@ -15,7 +15,7 @@ import { Party, ReadinessItem } from "./schema/common.ts";
 import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
-import { HeldChanges } from "./patches.ts";
+import { HeldChanges, type RoomTimer } from "./patches.ts";
 import { FencedError, type EmergencyEventRow } from "../persistence/stores.ts";
 
 /** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
@@ -44,7 +44,7 @@ export type CallResult<T = Record<string, unknown>> = ({ ok: true } & T) | { ok:
 const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
 const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
 const STATUS_ORDER = ["alerted", "dispatched", "on_scene", "transporting", "at_hospital", "handed_over"] as const;
-const CLOSED = new Set(["handed_over", "cancelled"]);
+const CLOSED = new Set(["handed_over", "cancelled", "expired"]);
 const IDEMPOTENCY_MEMORY = 256;
 /** Timeline events kept while the database is away before the oldest are dropped. */
 const MAX_UNSAVED_EVENTS = 4096;
@@ -87,6 +87,12 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private queuedCritical = 0;
   /** What the critical change being committed changed, held back from patches until it is. */
   private held?: HeldChanges;
+  /** The bounds of escalation (operations alerted, idle expiry), on the room clock. */
+  private escalationTimers: RoomTimer[] = [];
+  /** Why operations was alerted already (each reason once). */
+  private readonly escalated = new Set<string>();
+  /** The last party message, join or critical change: an emergency idle too long expires. */
+  private lastActivityAt = Date.now();
   /** Timeline events raised outside a critical change, not yet in Postgres. */
   private unsaved: EmergencyEventRow[] = [];
   /** Responders who said they are on their way. */
@@ -162,6 +168,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
     this.dispatchers = { first_aider: this.newDispatch("first_aider"), ambulance_crew: this.newDispatch("ambulance_crew") };
     this.resumeDispatch();
+    for (const e of this.state.timeline) if (e.type === "escalated") this.escalated.add(e.detail.slice(0, e.detail.indexOf(":")));
+    this.armEscalation();
     if (restoring) {
       this.rearmHospitalTimers();
       this.syncHospital(true); // the receiving hospital's wallboard learns of it again
@@ -205,6 +213,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Stops every timer of this room without telling anyone (the new holder carries on). */
   private stopTimersOnly(): void {
+    this.clearEscalation();
     for (const t of this.offerTimers.values()) t.clear();
     this.offerTimers.clear();
     for (const t of Object.values(this.retryTimers)) t?.clear();
@@ -368,6 +377,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
             return { ok: true, duplicate: true } as T;
           }
           this.eventsSaved(carried);
+          if (p) this.lastActivityAt = Date.now();
         }
       } finally {
         this.effects = undefined;
@@ -403,6 +413,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.seq = seq;
     this.rearmHospitalTimers();
     this.resumeDispatch();
+    this.armEscalation();
   }
 
   /** The patient's consented profile summary goes into the medical view; without it the emergency goes on. */
@@ -442,6 +453,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Fires after onAuth accepted the party: marks it online and opens its medical view if entitled. */
   onJoin(client: HavenClient): void {
+    this.lastActivityAt = Date.now();
     this.setOnline(client.auth, true);
     if (this.medicallyEntitled(client.auth)) {
       // one view for every entitled party: their patches are encoded once, not once per party
@@ -500,6 +512,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (!this.holdsRoomId) return; // a duplicate that lost the claim: it never ran
     this.stopAllDispatch();
     this.clearHospitalTimers();
+    this.clearEscalation();
     this.releaseId();
   }
 
@@ -586,7 +599,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (pos.accuracy !== undefined) party.accuracy = pos.accuracy;
     if (pos.heading !== undefined) party.heading = pos.heading;
     if (pos.speed !== undefined) party.speed = pos.speed;
-    party.updatedAt = Date.now();
+    party.updatedAt = this.lastActivityAt = Date.now();
     this.dirty = true;
     if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.refreshEta();
     return { ok: true };
@@ -825,6 +838,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       }
       if (this.state.hospital.status === "none") this.matchHospital();
       else this.syncHospital(true);
+      this.armEscalation(); // the receiving hospital's acknowledgement is now due
       return { ok: true as const, priority: this.state.priority, hospitalId: this.state.hospital.id };
     });
   }
@@ -1014,7 +1028,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.hospitalSyncTimer?.clear();
     this.hospitalSyncTimer = undefined;
     this.lastHospitalSync = now;
-    const status = hospitalStatus ?? (this.state.status === "handed_over" ? "handed_over" : this.state.status === "cancelled" ? "cancelled" : link.status);
+    const status = hospitalStatus ?? (CLOSED.has(this.state.status) ? this.state.status : link.status);
     const hospitalRoom = hospitalRoomId(link.id);
     const summary = {
       emergencyId: this.roomId,
@@ -1033,12 +1047,87 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       .catch((error) => services().log.warn({ err: error, emergencyId: this.roomId }, "hospital room unreachable")));
   }
 
+  // ---------------------------------------------------------------- escalation and expiry
+
+  /**
+   * Arms the bounds of this emergency from its state (after a create, a restore, an assessment or
+   * an undone change): operations is alerted when a role has no accepted responder in time, or no
+   * hospital acknowledged in time after the assessment; an emergency with no activity for the
+   * idle bound is closed as expired. Dispatch and re-alerts go on until then.
+   */
+  private armEscalation(): void {
+    this.clearEscalation();
+    if (!this.isOpen()) return;
+    const { escalation } = services().config;
+    const now = Date.now();
+    const at = (when: number, fn: () => void) => this.escalationTimers.push(this.clock.setTimeout(fn, Math.max(0, when - now)));
+    if (!this.escalated.has("no_responder")) {
+      at(this.state.createdAt + escalation.noResponderMs, () => {
+        const missing = (["first_aider", "ambulance_crew"] as const).filter((k) => this.partiesOf(k).size === 0);
+        if (missing.length > 0) this.escalate("no_responder", `no ${missing.join(" or ")} accepted within ${seconds(escalation.noResponderMs)} of the alert`);
+      });
+    }
+    if (this.state.medical.assessed && !this.escalated.has("no_acknowledgement")) {
+      at(this.state.medical.assessedAt + escalation.noAcknowledgementMs, () => {
+        if (this.state.hospital.status !== "acknowledged") {
+          this.escalate("no_acknowledgement", `no hospital acknowledged within ${seconds(escalation.noAcknowledgementMs)} of the assessment`);
+        }
+      });
+    }
+    at(this.lastActivityAt + escalation.idleExpiryMs, () => this.expireIfIdle());
+  }
+
+  private clearEscalation(): void {
+    for (const t of this.escalationTimers) t.clear();
+    this.escalationTimers = [];
+  }
+
+  /** Operations is alerted, once per reason: on the timeline, in the log at error level, and in the audit log. */
+  private escalate(reason: string, text: string): void {
+    if (!this.isOpen() || this.isRelinquished() || this.escalated.has(reason)) return;
+    this.escalated.add(reason);
+    this.event("escalated", "system", `${reason}: ${text}`);
+    services().log.error({ emergencyId: this.roomId, priority: this.state.priority, status: this.state.status, reason }, `emergency escalated to operations: ${text}`);
+    this.auditSystem("emergency.escalated", reason);
+  }
+
+  /** Closes the emergency as expired if nothing happened in it for the idle bound; otherwise looks again when it could be. */
+  private expireIfIdle(): void {
+    if (!this.isOpen() || this.isRelinquished()) return;
+    const { idleExpiryMs } = services().config.escalation;
+    const idle = Date.now() - this.lastActivityAt;
+    if (idle < idleExpiryMs) {
+      this.escalationTimers.push(this.clock.setTimeout(() => this.expireIfIdle(), idleExpiryMs - idle));
+      return;
+    }
+    this.critical(null, undefined, () => {
+      if (!this.isOpen()) return;
+      this.state.status = "expired";
+      this.event("expired", "system", `no activity for ${seconds(idleExpiryMs)}`);
+      this.close();
+      this.effect(() => this.auditSystem("emergency.expired", `no activity for ${seconds(idleExpiryMs)}`));
+    }).catch((error) => {
+      services().log.warn({ err: error, emergencyId: this.roomId }, "an idle emergency could not be closed as expired yet; trying again");
+      this.escalationTimers.push(this.clock.setTimeout(() => this.expireIfIdle(), SYSTEM_RETRY_MS));
+    });
+  }
+
+  /** An audit record of a decision the emergency made by itself. */
+  private auditSystem(action: string, reason: string): void {
+    const { audit, config, log } = services();
+    audit.append({
+      at: new Date(), actor: "system", actorRole: "system", action, subject: this.state.patient.id, emergencyId: this.roomId,
+      breakGlass: false, reason, node: config.nodeName, outcome: "ok",
+    }).catch((error) => log.error({ err: error, emergencyId: this.roomId, action }, "audit write failed"));
+  }
+
   // ---------------------------------------------------------------- closing
 
   /** Handover or cancel: withdraw offers, release responders, tell the hospital, then close. */
   private close(): void {
     this.stopAllDispatch();
     this.clearHospitalTimers();
+    this.clearEscalation();
     this.syncHospital(true);
     const { duty, config } = services();
     for (const kind of ["first_aider", "ambulance_crew"] as const) {
@@ -1111,6 +1200,11 @@ class SenderRate {
       throw new HavenError("RATE_LIMITED", `more than ${this.limit} changes in ${this.windowMs / 1000} s; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
     }
   }
+}
+
+/** A duration as people read it. */
+function seconds(ms: number): string {
+  return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
 }
 
 /** A timeline event as the database keeps it. */

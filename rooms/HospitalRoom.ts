@@ -10,6 +10,8 @@ import type { CallResult } from "./EmergencyRoom.ts";
 
 const STAFF = ["hospital_staff", "hospital_admin"] as const;
 /** A handed-over or cancelled emergency stays on the wallboard this long. */
+/** An emergency in one of these states is over for the wallboard: it stays a while, then goes. */
+const FINISHED = new Set(["handed_over", "cancelled", "expired"]);
 const KEEP_FINISHED_MS = 10 * 60_000;
 
 /**
@@ -71,7 +73,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
   private async forward(emergencyId: string, method: string, args: unknown[]): Promise<Record<string, unknown>> {
     const incoming = this.state.incoming.get(emergencyId);
     if (!incoming) throw new HavenError("EMERGENCY_NOT_FOUND", "no such incoming emergency");
-    if (incoming.hospitalStatus === "handed_over" || incoming.hospitalStatus === "cancelled") {
+    if (FINISHED.has(incoming.hospitalStatus)) {
       throw new HavenError("EMERGENCY_CLOSED", `the emergency is ${incoming.hospitalStatus}`);
     }
     let result: CallResult;
@@ -120,11 +122,11 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
       Object.assign(item, r);
     }
     for (const key of [...inc.readiness.keys()]) if (!readiness.some((r) => r.key === key)) inc.readiness.delete(key);
-    if (s.hospitalStatus === "handed_over" || s.hospitalStatus === "cancelled") {
+    if (FINISHED.has(s.hospitalStatus)) {
       this.clock.setTimeout(() => {
         const e = this.state.incoming.get(s.emergencyId);
-        if (e && (e.hospitalStatus === "handed_over" || e.hospitalStatus === "cancelled")) this.state.incoming.delete(s.emergencyId);
-      }, s.hospitalStatus === "cancelled" ? 60_000 : KEEP_FINISHED_MS);
+        if (e && FINISHED.has(e.hospitalStatus)) this.state.incoming.delete(s.emergencyId);
+      }, s.hospitalStatus === "handed_over" ? KEEP_FINISHED_MS : 60_000);
     }
     return { ok: true };
   }

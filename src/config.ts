@@ -130,6 +130,16 @@ export interface Config {
     maxDistanceM: number;
   };
 
+  /** Where escalation ends: operations is alerted, and an idle emergency is closed as expired. */
+  escalation: {
+    /** Operations is alerted when a role has no accepted responder this long after the alert. */
+    noResponderMs: number;
+    /** Operations is alerted when no hospital acknowledged this long after the assessment. */
+    noAcknowledgementMs: number;
+    /** An emergency with no activity (no party message, join or change) this long is closed as expired. */
+    idleExpiryMs: number;
+  };
+
   eta: { speedKmh: number };
   urbanAreasFile: string;
   /** A reconnecting party keeps its seat this long after its socket drops. */
@@ -263,6 +273,11 @@ export function loadConfig(env: Env = process.env): Config {
       ackTimeoutMs: int(env, "HAVEN_HOSPITAL_ACK_TIMEOUT_MS", 120_000, 100, 3_600_000),
       realertIntervalMs: int(env, "HAVEN_HOSPITAL_REALERT_INTERVAL_MS", 30_000, 50, 3_600_000),
       maxDistanceM: int(env, "HAVEN_HOSPITAL_MAX_DISTANCE_M", 40_000, 1000, 1_000_000),
+    },
+    escalation: {
+      noResponderMs: int(env, "HAVEN_ESCALATE_NO_RESPONDER_MS", 180_000, 100, 86_400_000),
+      noAcknowledgementMs: int(env, "HAVEN_ESCALATE_NO_ACK_MS", 300_000, 100, 86_400_000),
+      idleExpiryMs: int(env, "HAVEN_EMERGENCY_IDLE_EXPIRY_MS", 4 * 3_600_000, 1000, 7 * 86_400_000),
     },
     eta: { speedKmh: num(env, "HAVEN_ETA_SPEED_KMH", 40, 1, 300) },
     urbanAreasFile: str(env, "HAVEN_URBAN_AREAS_FILE", new URL("../data/urban-areas.json", import.meta.url).pathname)!,

@@ -169,6 +169,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   const duty: DutyIndex = membership instanceof RedisMembership ? new RedisDutyIndex(membership.redis, membership.processId) : new LocalDutyIndex();
   if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
 
+  const audit = new PgAuditLog(db.sql);
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
     users: new PgUserStore(db.sql),
@@ -180,7 +181,8 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     bus: new ClusterBus(presence, log),
     emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership),
     emergencyStore,
-    medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit: new PgAuditLog(db.sql), master: masterKey, node: config.nodeName }),
+    medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
+    audit,
   };
   setServices(s);
 

@@ -1,7 +1,7 @@
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { TokenService } from "./auth/tokens.ts";
-import type { EmergencyStore, HospitalStore, RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
+import type { AuditLog, EmergencyStore, HospitalStore, RefreshTokenStore, ResponderStore, UserStore } from "../persistence/stores.ts";
 import type { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import type { EtaProvider } from "./domain/eta.ts";
@@ -30,6 +30,8 @@ export interface Services {
   emergencies: EmergencyRegistry;
   emergencyStore: EmergencyStore;
   medical: MedicalProfiles;
+  /** The hash-chained audit log: health-data access and operational decisions. */
+  audit: AuditLog;
   /** Which process holds which room, cluster-wide (one process: itself). */
   membership: Membership;
   bus: ClusterBus;
