@@ -7,7 +7,7 @@ import { RequestLimits } from "../src/limits/requests.ts";
 import { BoundedMemoryLimiter, ExpiringMap } from "../src/limits/bounded.ts";
 import { addressKey, canonicalAddress } from "../src/limits/address.ts";
 import { clientIp } from "../src/http/adapters.ts";
-import { ensureRedis, freePort, REDIS_URL } from "./harness.ts";
+import { account, ensureRedis, freePort, REDIS_URL, startCluster } from "./harness.ts";
 
 /**
  * The request limits below the HTTP layer: addresses as they are counted, memory that stays
@@ -98,4 +98,22 @@ describe("request limits", () => {
     expect(await outcomes(4, () => away.take("alert", who))).toEqual(["ok", "ok", "ok", "RATE_LIMITED"]);
     expect(away.memoryKeys()).toBeGreaterThan(0);
   });
+
+  it("in a cluster, an account's alerts are counted across the nodes", async () => {
+    const cluster = await startCluster(2, { HAVEN_ALERT_PER_HOUR_PER_ACCOUNT: "3" }, { url: REDIS_URL, db: 13 });
+    try {
+      const [a, b] = cluster.nodes;
+      const patient = await account(a, "patient");
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const node = i % 2 === 0 ? a : b;
+        const raised = await node.http("POST", "/api/emergency/alert", { lat: -1.2864, lng: 36.8172 }, patient.token);
+        statuses.push(raised.status);
+        if (raised.status === 201) expect((await node.http("POST", `/api/emergency/${raised.body.emergencyId}/cancel`, { reason: "false_alarm" }, patient.token)).status).toBe(200);
+      }
+      expect(statuses).toEqual([201, 201, 201, 429]);
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
 });
