@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPS, join, sleep, startHaven, type Haven } from "./harness.ts";
+import { OPS, join, metric, sleep, startHaven, type Haven } from "./harness.ts";
 
 /**
  * Abuse of the alert path (issue 9): floods of alerts and registrations from one account, one
@@ -128,6 +128,8 @@ describe(`Abuse (transport: ${process.env.HAVEN_TRANSPORT ?? "auto"})`, () => {
     expectLimited(await alert((await patient()).token, nat, "nat-phone-0003"));
     // another address is not affected
     expect((await alert((await patient()).token, "100.64.0.2", "nat-phone-0003")).status).toBe(201);
+    expect(await metric(h, "haven_new_device_passes_total")).toBeGreaterThanOrEqual(2);
+    expect(await metric(h, "haven_limiter_memory_keys")).toBeGreaterThan(0);
   });
 
   it("registration floods from one address, one /64, one device and for one email are limited", async () => {

@@ -3,7 +3,7 @@ import type { Principal } from "../auth/tokens.ts";
 import type { Accounts } from "../auth/accounts.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { validate } from "../protocol/validate.ts";
-import type { RequestLimits } from "../limits/requests.ts";
+import type { Grant, RequestLimits } from "../limits/requests.ts";
 import { services } from "../services.ts";
 import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from "./router.ts";
 import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
@@ -146,7 +146,7 @@ export function buildApi(ctx: ApiContext): Router {
     if (p.emergencyId !== undefined) throw new HavenError("BYPASS_USED", "a renewed emergency-bypass token follows its emergency; it raises none");
     // a bypass token raises one emergency only and was counted when it was issued
     const limited = p.role === "patient" && !p.bypass;
-    let grant: Awaited<ReturnType<RequestLimits["take"]>> | undefined;
+    let grant: Grant | undefined;
     if (limited) {
       try {
         grant = await limits.take("alert", { account: p.sub, device: deviceOf(req), address: req.ip });

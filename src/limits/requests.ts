@@ -46,6 +46,15 @@ export interface Grant {
   refund(scope?: "account"): Promise<void>;
 }
 
+/** What this node's limits did since it started, for /metrics. */
+export const limitStats = {
+  refused: { register: 0, login: 0, bypass: 0, alert: 0, renew: 0 } as Record<LimitedAction, number>,
+  /** Requests let through a spent address budget as a new device. */
+  newDevices: 0,
+  /** Keys held by the in-memory counters of the node's limits (a gauge). */
+  memoryKeys: () => 0,
+};
+
 const hash = (s: string) => createHash("sha256").update(s).digest("base64url").slice(0, 22);
 
 const MESSAGES: Record<LimitedAction, string> = {
@@ -67,6 +76,7 @@ export class RequestLimits {
     this.config = config;
     this.log = log;
     this.redis = redis;
+    limitStats.memoryKeys = () => this.memoryKeys();
   }
 
   /** Whether counts are shared through Redis (cluster mode). */
@@ -128,6 +138,7 @@ export class RequestLimits {
     };
     const refuse = async (res: RateLimiterRes | undefined, scope: string): Promise<never> => {
       await refund();
+      limitStats.refused[action]++;
       const retryAfterSeconds = Math.max(1, Math.ceil((res?.msBeforeNext ?? 1000) / 1000));
       throw new HavenError("RATE_LIMITED", `${MESSAGES[action]} from this ${scope}; retry in ${retryAfterSeconds} s`, undefined, { retryAfterSeconds });
     };
@@ -155,6 +166,7 @@ export class RequestLimits {
       const fresh = await this.hit(name, this.config.newDevicesPerAddress, address);
       if (fresh.ok) {
         counted.push({ name, rule: this.config.newDevicesPerAddress, key: address });
+        limitStats.newDevices++;
         this.log.info({ action }, "a new device was let through a spent address budget");
         return { refund };
       }
