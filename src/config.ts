@@ -245,7 +245,7 @@ function requestLimits(env: Env): RequestLimitsConfig {
     newDevicesPerAddress: rule("HAVEN_NEW_DEVICES_PER_HOUR_PER_ADDRESS", 10, HOUR),
     deviceMemorySeconds: int(env, "HAVEN_DEVICE_MEMORY_SECONDS", 86_400, 60, 30 * 86_400),
     ipv6Prefix: int(env, "HAVEN_IPV6_PREFIX", 64, 32, 128),
-    maxKeys: int(env, "HAVEN_LIMITER_MAX_KEYS", 100_000, 100, 10_000_000),
+    maxKeys: int(env, "HAVEN_LIMITER_MAX_KEYS", 20_000, 100, 10_000_000),
   };
 }
 

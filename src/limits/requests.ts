@@ -55,7 +55,8 @@ export const limitStats = {
   memoryKeys: () => 0,
 };
 
-const hash = (s: string) => createHash("sha256").update(s).digest("base64url").slice(0, 22);
+/** Keys are hashed (no email or address is stored as such), 96 bits: short in memory, no collisions in practice. */
+const hash = (s: string) => createHash("sha256").update(s).digest("base64url").slice(0, 16);
 
 const MESSAGES: Record<LimitedAction, string> = {
   register: "too many registrations",
@@ -95,7 +96,8 @@ export class RequestLimits {
     let l = this.limiters.get(name);
     if (l) return l;
     const opts = { keyPrefix: `haven:limit:${name}`, points: rule.points, duration: rule.seconds };
-    const memory = new BoundedMemoryLimiter(opts, this.config.maxKeys);
+    // each memory limiter has a store of its own: its keys need no prefix
+    const memory = new BoundedMemoryLimiter({ ...opts, keyPrefix: "" }, this.config.maxKeys);
     this.memory.push(memory);
     l = this.redis
       ? new RateLimiterRedis({ ...opts, storeClient: this.redis, rejectIfRedisNotReady: true, insuranceLimiter: memory })
