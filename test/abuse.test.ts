@@ -27,6 +27,8 @@ const LIMITS = {
   HAVEN_BYPASS_PER_HOUR_PER_ADDRESS: "3",
   HAVEN_BYPASS_PER_HOUR_PER_DEVICE: "1",
   HAVEN_BYPASS_TOKEN_TTL_SECONDS: String(BYPASS_TTL_SECONDS),
+  HAVEN_LOGIN_FAILURES_PER_HOUR_PER_ACCOUNT: "3",
+  HAVEN_LOGIN_PER_MINUTE_PER_DEVICE: "4",
 };
 
 let h: Haven;
@@ -162,6 +164,23 @@ describe(`Abuse (transport: ${process.env.HAVEN_TRANSPORT ?? "auto"})`, () => {
 
     // a malformed device id is refused, not ignored
     expect((await register("192.0.2.80", { device: "short" })).status).toBe(400);
+  });
+
+  it("password guesses at one account, and logins from one device, are limited; a right password gives its point back", async () => {
+    const email = `guessed-${randomUUID().slice(0, 8)}@haven.test`;
+    expect((await call("POST", "/api/auth/register", { from: "192.0.2.100", body: { email, password: "a-long-password-1", name: "P", role: "patient" } })).status).toBe(201);
+    const login = (password: string, from: string, device?: string) => call("POST", "/api/auth/login", { from, device, body: { email, password } });
+    // successful logins do not count against the account
+    for (let i = 0; i < 4; i++) expect((await login("a-long-password-1", `192.0.2.${101 + i}`)).status).toBe(200);
+    const guesses: number[] = [];
+    for (let i = 0; i < 4; i++) guesses.push((await login("wrong-password-x", `198.18.1.${i + 1}`)).status);
+    expect(guesses).toEqual([401, 401, 401, 429]);
+    expectLimited(await login("a-long-password-1", "198.18.1.50"));
+
+    const device = `login-device-${randomUUID()}`;
+    const fromDevice: number[] = [];
+    for (let i = 0; i < 5; i++) fromDevice.push((await call("POST", "/api/auth/login", { from: `198.18.2.${i + 1}`, device, body: { email: `nobody-${i}@haven.test`, password: "wrong-password-x" } })).status);
+    expect(fromDevice).toEqual([401, 401, 401, 401, 429]);
   });
 
   it("emergency-bypass tokens: one per device, a few per address or /64, and one for a new device behind a spent address", async () => {
