@@ -92,7 +92,7 @@ export interface RateRule {
 
 /** Limits on register, login, emergency bypass, alert and bypass renewal (src/limits/requests.ts). */
 export interface RequestLimitsConfig {
-  /** `account` is the email being registered. */
+  /** `account` is the email being registered; accounts created by ops or a hospital admin are not counted. */
   register: { account: RateRule; device: RateRule; address: RateRule };
   /** `account` is the email signing in; a successful login gives its point back. */
   login: { account: RateRule; device: RateRule; address: RateRule };

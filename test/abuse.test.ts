@@ -148,6 +148,10 @@ describe(`Abuse (transport: ${process.env.HAVEN_TRANSPORT ?? "auto"})`, () => {
     const byAddress = await statuses(4, () => register("192.0.2.50"));
     expect(byAddress.map((a) => a.status)).toEqual([201, 201, 201, 429]);
     expectLimited(byAddress[3]);
+    // ops onboarding staff from the same address is not self-service, and is not counted
+    const ops = (await call("POST", "/api/auth/login", { from: "10.99.0.2", body: OPS })).body.accessToken;
+    const staff = await call("POST", "/api/auth/register", { from: "192.0.2.50", token: ops, body: { email: `staff-${randomUUID().slice(0, 8)}@haven.test`, password: "a-long-password-1", name: "Staff", role: "hospital_staff", hospitalId: "knh" } });
+    expect(staff.status, JSON.stringify(staff.body)).toBe(201);
 
     const byPrefix = await statuses(4, (i) => register(`2001:db8:bb:1::${i + 1}`));
     expect(byPrefix.map((a) => a.status)).toEqual([201, 201, 201, 429]);
