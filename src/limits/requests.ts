@@ -155,7 +155,7 @@ export class RequestLimits {
 
     for (const scope of ["account", "device"] as const) {
       const r = await count(scope, scope === "account" ? who.account : who.device);
-      if (!r.ok) await refuse(r.res, scope === "account" ? "account" : "device");
+      if (!r.ok) await refuse(r.res, scope);
     }
     const exceptionApplies = action === "alert" || action === "bypass";
     // any attempt of a device marks it as seen for this action
