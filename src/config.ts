@@ -84,6 +84,34 @@ export interface DispatchRoleConfig {
   maxRadiusM: number;
 }
 
+/** `points` requests per window of `seconds`. */
+export interface RateRule {
+  points: number;
+  seconds: number;
+}
+
+/** Limits on register, login, emergency bypass, alert and bypass renewal (src/limits/requests.ts). */
+export interface RequestLimitsConfig {
+  /** `account` is the email being registered; accounts created by ops or a hospital admin are not counted. */
+  register: { account: RateRule; device: RateRule; address: RateRule };
+  /** `account` is the email signing in; a successful login gives its point back. */
+  login: { account: RateRule; device: RateRule; address: RateRule };
+  /** `device` is the body's deviceId. */
+  bypass: { device: RateRule; address: RateRule };
+  /** New emergencies raised by an account (a bypass token raises one only, and is limited when issued). */
+  alert: { account: RateRule; device: RateRule; address: RateRule };
+  /** Renewals of an emergency-bypass token, per bypass subject. */
+  renew: { account: RateRule };
+  /** Devices let through a spent address budget (alerts and bypass tokens together), per address. */
+  newDevicesPerAddress: RateRule;
+  /** A device not seen making a request for this long is new again. */
+  deviceMemorySeconds: number;
+  /** IPv6 clients are counted by this network prefix. */
+  ipv6Prefix: number;
+  /** Keys each in-memory limiter holds at most (one node, or each node while Redis is away). */
+  maxKeys: number;
+}
+
 export interface Config {
   env: "development" | "production" | "test";
   port: number;
@@ -110,8 +138,7 @@ export interface Config {
     maxHttpBodyBytes: number;
     maxMessagesPerSecond: number;
     maxBackpressureBytes: number;
-    bypassPerHourPerAddress: number;
-    loginPerMinutePerAddress: number;
+    requests: RequestLimitsConfig;
   };
 
   dispatch: {
@@ -200,6 +227,38 @@ function clusterConfig(env: Env, port: number, host: string): Config["cluster"] 
   };
 }
 
+function requestLimits(env: Env): RequestLimitsConfig {
+  const HOUR = 3600;
+  const MINUTE = 60;
+  const rule = (name: string, fallback: number, seconds: number): RateRule => ({ points: int(env, name, fallback, 1, 1_000_000), seconds });
+  return {
+    register: {
+      account: rule("HAVEN_REGISTER_PER_HOUR_PER_EMAIL", 5, HOUR),
+      device: rule("HAVEN_REGISTER_PER_HOUR_PER_DEVICE", 3, HOUR),
+      address: rule("HAVEN_REGISTER_PER_HOUR_PER_ADDRESS", 10, HOUR),
+    },
+    login: {
+      account: rule("HAVEN_LOGIN_FAILURES_PER_HOUR_PER_ACCOUNT", 30, HOUR),
+      device: rule("HAVEN_LOGIN_PER_MINUTE_PER_DEVICE", 10, MINUTE),
+      address: rule("HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS", 20, MINUTE),
+    },
+    bypass: {
+      device: rule("HAVEN_BYPASS_PER_HOUR_PER_DEVICE", 1, HOUR),
+      address: rule("HAVEN_BYPASS_PER_HOUR_PER_ADDRESS", 3, HOUR),
+    },
+    alert: {
+      account: rule("HAVEN_ALERT_PER_HOUR_PER_ACCOUNT", 3, HOUR),
+      device: rule("HAVEN_ALERT_PER_HOUR_PER_DEVICE", 3, HOUR),
+      address: rule("HAVEN_ALERT_PER_HOUR_PER_ADDRESS", 10, HOUR),
+    },
+    renew: { account: rule("HAVEN_BYPASS_RENEW_PER_HOUR", 12, HOUR) },
+    newDevicesPerAddress: rule("HAVEN_NEW_DEVICES_PER_HOUR_PER_ADDRESS", 10, HOUR),
+    deviceMemorySeconds: int(env, "HAVEN_DEVICE_MEMORY_SECONDS", 86_400, 60, 30 * 86_400),
+    ipv6Prefix: int(env, "HAVEN_IPV6_PREFIX", 64, 32, 128),
+    maxKeys: int(env, "HAVEN_LIMITER_MAX_KEYS", 20_000, 100, 10_000_000),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnv = oneOf(env, "HAVEN_ENV", "development", ["development", "production", "test"] as const);
 
@@ -251,7 +310,7 @@ export function loadConfig(env: Env = process.env): Config {
       issuer: str(env, "HAVEN_TOKEN_ISSUER", "haven")!,
       accessTtlSeconds: int(env, "HAVEN_ACCESS_TOKEN_TTL_SECONDS", 900, 30, 900),
       refreshTtlSeconds: int(env, "HAVEN_REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, 300, 90 * 24 * 3600),
-      bypassTtlSeconds: int(env, "HAVEN_BYPASS_TOKEN_TTL_SECONDS", 900, 60, 900),
+      bypassTtlSeconds: int(env, "HAVEN_BYPASS_TOKEN_TTL_SECONDS", 900, 10, 900),
     },
     bootstrapOps: bootstrapEmail && bootstrapPassword ? { email: bootstrapEmail, password: bootstrapPassword } : undefined,
     limits: {
@@ -259,8 +318,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxHttpBodyBytes: int(env, "HAVEN_MAX_HTTP_BODY_BYTES", 16384, 512, 1024 * 1024),
       maxMessagesPerSecond: int(env, "HAVEN_MAX_MESSAGES_PER_SECOND", 20, 1, 1000),
       maxBackpressureBytes: int(env, "HAVEN_MAX_BACKPRESSURE_BYTES", 256 * 1024, 4096, 64 * 1024 * 1024),
-      bypassPerHourPerAddress: int(env, "HAVEN_BYPASS_PER_HOUR_PER_ADDRESS", 3, 1, 10_000),
-      loginPerMinutePerAddress: int(env, "HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS", 20, 1, 100_000),
+      requests: requestLimits(env),
     },
     dispatch: {
       firstAider: role("HAVEN_DISPATCH_FIRST_AIDER", { offers: 3, urbanRadiusM: 500, ruralRadiusM: 1000, maxRadiusM: 8000 }),

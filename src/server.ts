@@ -29,6 +29,7 @@ import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
 import type { HavenRoom } from "../rooms/HavenRoom.ts";
 import { EmergencyRegistry } from "./domain/emergencies.ts";
 import { buildApi } from "./http/api.ts";
+import { RequestLimits } from "./limits/requests.ts";
 import { selectTransport } from "./transport.ts";
 import { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
 import { DutyRoom } from "../rooms/DutyRoom.ts";
@@ -189,8 +190,12 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   const accounts = new Accounts({
     users: s.users, responders: s.responders, refreshTokens: s.refreshTokens, tokens, hospitals,
     refreshTtlSeconds: config.tokens.refreshTtlSeconds, bypassTtlSeconds: config.tokens.bypassTtlSeconds,
-    bypassPerHourPerAddress: config.limits.bypassPerHourPerAddress,
+    maxBypassNames: config.limits.requests.maxKeys,
   });
+  // cluster mode: the counts are shared through Redis, on a connection of their own whose
+  // commands give up after 250 ms (each node then counts alone in memory until Redis is back)
+  const limits = new RequestLimits(config.limits.requests, log,
+    cluster ? redisConnection(cluster.redisUrl, "haven:limits", log, { commandTimeout: 250 }) : undefined);
   if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
 
   let phase: "starting" | "ready" | "stopping" = "starting";
@@ -225,10 +230,11 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   });
   server.onShutdown(async () => {
     await membership.stop();
+    limits.close();
     await db.close();
   });
 
-  selected.mountHttp(buildApi({ accounts, transport: selected.name, startedAt, phase: () => phase }));
+  selected.mountHttp(buildApi({ accounts, limits, transport: selected.name, startedAt, phase: () => phase }));
   await server.listenOn(config.port, config.host);
   await membership.announce();
   await applyClusterNotices(s);

@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import { Client, type Room } from "@colyseus/sdk";
 
 import { NODE_FLAGS } from "../src/gc.ts";
+import { GENEROUS_LIMITS } from "./generous-limits.ts";
 /**
  * Test harness: a real Haven process on a real port, real @colyseus/sdk clients, real HTTP.
  * The transport comes from HAVEN_TRANSPORT (auto when unset), so the same suite runs on
@@ -102,8 +103,8 @@ export async function startHaven(env: Record<string, string> = {}): Promise<Have
       HAVEN_BOOTSTRAP_OPS_EMAIL: OPS.email,
       HAVEN_BOOTSTRAP_OPS_PASSWORD: OPS.password,
       HAVEN_TRANSPORT: process.env.HAVEN_TRANSPORT ?? "auto",
-      // tests log many accounts in from one address; the limit itself has its own test
-      HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "100000",
+      // tests register, log in and alert with many accounts from one address; the limits have their own tests
+      ...GENEROUS_LIMITS,
       ...(db ? { DATABASE_URL: db.url } : {}),
       HAVEN_DATA_DIR: dataDir,
       ...env,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { RefreshTokenStore, ResponderStore, User, UserStore } from "../../persistence/stores.ts";
 import type { HospitalDirectory } from "../domain/hospitals.ts";
-import { RateLimiter } from "../domain/rate-limit.ts";
+import { ExpiringMap } from "../limits/bounded.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "./passwords.ts";
 import type { Principal, Role, TokenService } from "./tokens.ts";
@@ -28,13 +28,15 @@ export class Accounts {
   private readonly hospitals: HospitalDirectory;
   private readonly refreshTtlMs: number;
   private readonly bypassTtlSeconds: number;
-  private readonly bypassByAddress: RateLimiter;
-  private readonly bypassByDevice: RateLimiter;
-  private readonly bypassNames = new Map<string, string>();
+  /**
+   * The name a bypass caller gave, until their token could raise its emergency (its first
+   * lifetime); at most `maxBypassNames` (the oldest go first).
+   */
+  private readonly bypassNames: ExpiringMap<string>;
 
   constructor(o: {
     users: UserStore; responders: ResponderStore; refreshTokens: RefreshTokenStore; tokens: TokenService; hospitals: HospitalDirectory;
-    refreshTtlSeconds: number; bypassTtlSeconds: number; bypassPerHourPerAddress: number;
+    refreshTtlSeconds: number; bypassTtlSeconds: number; maxBypassNames: number;
   }) {
     this.users = o.users;
     this.responders = o.responders;
@@ -43,8 +45,7 @@ export class Accounts {
     this.hospitals = o.hospitals;
     this.refreshTtlMs = o.refreshTtlSeconds * 1000;
     this.bypassTtlSeconds = o.bypassTtlSeconds;
-    this.bypassByAddress = new RateLimiter(o.bypassPerHourPerAddress, 3_600_000);
-    this.bypassByDevice = new RateLimiter(1, 3_600_000);
+    this.bypassNames = new ExpiringMap((o.bypassTtlSeconds + 60) * 1000, o.maxBypassNames);
   }
 
   /** Who may create an account of each role: self-service for the public, staff by their admins. */
@@ -121,16 +122,24 @@ export class Accounts {
 
   /**
    * A token for a person with no account: it raises one emergency and follows it, nothing more.
-   * Limited per client address and per device; the emergency it raises is flagged as bypass.
+   * Limited per client address and per device (by the API); the emergency it raises is flagged
+   * as bypass.
    */
-  async emergencyBypass(body: { deviceId: string; phone?: string; name?: string }, address: string): Promise<{ accessToken: string; accessTokenExpiresAt: number; subject: string }> {
-    if (!this.bypassByAddress.take(address) || !this.bypassByDevice.take(body.deviceId)) {
-      throw new HavenError("RATE_LIMITED", "too many emergency-bypass requests; call emergency services directly");
-    }
+  async emergencyBypass(body: { deviceId: string; phone?: string; name?: string }): Promise<{ accessToken: string; accessTokenExpiresAt: number; subject: string }> {
     const sub = `bypass:${randomUUID()}`;
     this.bypassNames.set(sub, body.name ?? "Unregistered caller");
     const t = await this.tokens.issue({ sub, role: "patient", bypass: true }, this.bypassTtlSeconds);
     return { accessToken: t.token, accessTokenExpiresAt: t.expiresAt, subject: sub };
+  }
+
+  /**
+   * A new token for the caller who raised `emergencyId` with an emergency-bypass token: the same
+   * subject, bound to that emergency (it raises none). The caller checks that the emergency is
+   * open and theirs.
+   */
+  async renewBypass(p: Principal, emergencyId: string): Promise<{ accessToken: string; accessTokenExpiresAt: number; subject: string; emergencyId: string }> {
+    const t = await this.tokens.issue({ sub: p.sub, role: "patient", bypass: true, emergencyId }, this.bypassTtlSeconds);
+    return { accessToken: t.token, accessTokenExpiresAt: t.expiresAt, subject: p.sub, emergencyId };
   }
 
   async displayName(p: Principal): Promise<string> {

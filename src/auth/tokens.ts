@@ -17,6 +17,10 @@ export interface Principal {
   hospitalId?: string;
   /** Set on emergency-bypass tokens: good for raising and following one emergency only. */
   bypass?: true;
+  /**
+   * On a renewed emergency-bypass token: the one emergency it follows (it raises none).
+   */
+  emergencyId?: string;
   jti: string;
 }
 
@@ -71,6 +75,7 @@ export class TokenService {
     const claims: Record<string, unknown> = { sub: p.sub, role: p.role, aud: AUDIENCE, iss: this.issuer, jti };
     if (p.hospitalId !== undefined) claims.hid = p.hospitalId;
     if (p.bypass) claims.bypass = true;
+    if (p.emergencyId !== undefined) claims.eid = p.emergencyId;
     const ttl = Math.min(ttlSeconds, this.accessTtlSeconds);
     const token = await v4.Sign(this.secretKey, claims as never, { expiresIn: ttl, implicitAssertion: this.assertion, footer: this.footer });
     return { token, expiresAt: Date.now() + ttl * 1000, jti };
@@ -104,6 +109,11 @@ export class TokenService {
     const principal: Principal = { sub: claims.sub, role, jti: claims.jti };
     if (typeof claims.hid === "string") principal.hospitalId = claims.hid;
     if (claims.bypass === true) principal.bypass = true;
+    if (typeof claims.eid === "string") {
+      // an emergency-scoped token is a renewed bypass token and nothing else
+      if (principal.bypass !== true || role !== "patient") throw new HavenError("TOKEN_INVALID", "the token is not valid");
+      principal.emergencyId = claims.eid;
+    }
     return principal;
   }
 }

@@ -13,7 +13,8 @@ import type { Duplex } from "node:stream";
  * applied. A health check every second brings a node back as soon as it answers again.
  *
  * Nodes see every request coming from the front door's own address: no X-Forwarded-For is added,
- * so the per-address limits of each node (logins, bypass tokens) count all clients together.
+ * so the request limits per address (registrations, logins, bypass tokens, alerts; shared by the
+ * nodes through Redis) count all clients together, as they would on one local node.
  */
 
 export interface FrontDoorNode {

@@ -6,7 +6,7 @@ import type { Logger } from "../log.ts";
  * per command, so that a call made while Redis is away fails at once (and answers UNAVAILABLE)
  * rather than waiting, and a reconnect every 100 ms up to once a second, by itself.
  */
-export function redisConnection(url: string, name: string, log: Logger | undefined, extra: { lazyConnect?: boolean } = {}): Redis {
+export function redisConnection(url: string, name: string, log: Logger | undefined, extra: { lazyConnect?: boolean; commandTimeout?: number } = {}): Redis {
   const redis = new Redis(url, {
     ...extra,
     enableOfflineQueue: false,

@@ -3,6 +3,8 @@ import type { TemplatedApp } from "uWebSockets.js";
 import { HavenError } from "../protocol/errors.ts";
 import { serialize, type HttpRequest, type HttpResponse, type Router } from "./router.ts";
 import type { Logger } from "../log.ts";
+import ipaddr from "ipaddr.js";
+import { canonicalAddress } from "../limits/address.ts";
 
 const BODYLESS = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
 
@@ -10,11 +12,17 @@ function tooLarge(max: number): HttpResponse {
   return { status: 413, body: new HavenError("BODY_TOO_LARGE", `the body may be at most ${max} bytes`).toJSON(), headers: { connection: "close" } };
 }
 
-/** The client's address: the socket's own, or the proxy's last X-Forwarded-For hop when trusted. */
-function clientIp(headers: Record<string, string>, remote: string, trustProxy: boolean): string {
-  if (!trustProxy) return remote;
-  const hops = (headers["x-forwarded-for"] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  return hops.at(-1) ?? headers["x-real-ip"] ?? remote;
+/**
+ * The client's address: the socket's own, or, only when HAVEN_TRUST_PROXY is set, the last
+ * X-Forwarded-For hop (the one the proxy in front of Haven appended), else X-Real-IP. A header
+ * value that is not an IP address is ignored. IPv4-mapped IPv6 comes out as IPv4.
+ */
+export function clientIp(headers: Record<string, string>, remote: string, trustProxy: boolean): string {
+  if (trustProxy) {
+    const hop = (headers["x-forwarded-for"] ?? "").split(",").map((s) => s.trim()).filter(Boolean).at(-1) ?? headers["x-real-ip"]?.trim();
+    if (hop !== undefined && ipaddr.isValid(canonicalAddress(hop))) return canonicalAddress(hop);
+  }
+  return canonicalAddress(remote);
 }
 
 function splitUrl(url: string): { path: string; query: URLSearchParams } {

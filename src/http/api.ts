@@ -3,7 +3,7 @@ import type { Principal } from "../auth/tokens.ts";
 import type { Accounts } from "../auth/accounts.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { validate } from "../protocol/validate.ts";
-import { RateLimiter } from "../domain/rate-limit.ts";
+import type { Grant, RequestLimits } from "../limits/requests.ts";
 import { services } from "../services.ts";
 import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from "./router.ts";
 import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
@@ -15,6 +15,8 @@ import type { Specialty } from "../domain/hospitals.ts";
 
 export interface ApiContext {
   accounts: Accounts;
+  /** Limits on register, login, bypass, alert and bypass renewal. */
+  limits: RequestLimits;
   transport: "uws" | "ws";
   startedAt: number;
   /** `starting` until every emergency this node must restore is back; `stopping` once shutdown began. */
@@ -62,6 +64,22 @@ async function requireEmergency(id: string): Promise<void> {
   await services().emergencies.ensure(id);
 }
 
+const DEVICE_ID = /^[A-Za-z0-9_.:-]{8,128}$/;
+
+/**
+ * The client's device id: the `X-Haven-Device` header (8–128 of `[A-Za-z0-9_.:-]`), an opaque
+ * id the app generates once per installation. It is the client's say-so, counted as such
+ * (src/limits/requests.ts); a malformed one is refused rather than ignored.
+ */
+function deviceOf(req: HttpRequest): string | undefined {
+  const d = req.headers["x-haven-device"];
+  if (d === undefined) return undefined;
+  if (!DEVICE_ID.test(d)) throw new HavenError("INVALID_PAYLOAD", "X-Haven-Device must be 8–128 characters of A-Z a-z 0-9 _ . : -");
+  return d;
+}
+
+const CLOSED_STATUSES = new Set(["handed_over", "cancelled"]);
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -84,7 +102,7 @@ export function buildApi(ctx: ApiContext): Router {
   const s = services();
   const { config } = s;
   const router = new Router(config.corsOrigins);
-  const logins = new RateLimiter(config.limits.loginPerMinutePerAddress, 60_000);
+  const { limits } = ctx;
   router.before((req) => {
     const phase = ctx.phase();
     if (phase === "ready" || SERVED_WHEN_NOT_READY.test(req.path)) return undefined;
@@ -109,13 +127,19 @@ export function buildApi(ctx: ApiContext): Router {
   // ---------------------------------------------------------------- accounts
   router.on("POST", "/api/auth/register", async (req) => {
     const body = validate<Parameters<Accounts["register"]>[0]>("register", jsonBody(req));
-    const user = await ctx.accounts.register(body, await optionalPrincipal(req));
+    const caller = await optionalPrincipal(req);
+    // self-service registrations are counted; administrators onboarding staff are signed in and accountable
+    const administrator = caller?.role === "ops_admin" || caller?.role === "hospital_admin";
+    if (!administrator) await limits.take("register", { account: `email:${body.email.toLowerCase()}`, device: deviceOf(req), address: req.ip });
+    const user = await ctx.accounts.register(body, caller);
     return ok({ id: user.id, email: user.email, name: user.name, role: user.role, hospitalId: user.hospitalId }, 201);
   });
   router.on("POST", "/api/auth/login", async (req) => {
     const body = validate<{ email: string; password: string }>("login", jsonBody(req));
-    if (!logins.take(req.ip)) throw new HavenError("RATE_LIMITED", "too many login attempts; wait a minute");
-    return ok(await ctx.accounts.login(body.email, body.password));
+    const grant = await limits.take("login", { account: `email:${body.email.toLowerCase()}`, device: deviceOf(req), address: req.ip });
+    const session = await ctx.accounts.login(body.email, body.password);
+    await grant.refund("account"); // an account's budget counts failed logins only
+    return ok(session);
   });
   router.on("POST", "/api/auth/refresh", async (req) => {
     const body = validate<{ refreshToken: string }>("refresh", jsonBody(req));
@@ -128,15 +152,51 @@ export function buildApi(ctx: ApiContext): Router {
   });
   router.on("POST", "/api/auth/emergency-bypass", async (req) => {
     const body = validate<{ deviceId: string; phone?: string; name?: string }>("bypass", jsonBody(req));
-    return ok(await ctx.accounts.emergencyBypass(body, req.ip), 201);
+    await limits.take("bypass", { device: body.deviceId, address: req.ip });
+    return ok(await ctx.accounts.emergencyBypass(body), 201);
   });
 
   // ---------------------------------------------------------------- emergencies
   router.on("POST", "/api/emergency/alert", async (req) => {
     const p = await principalOf(req);
     const body = validate<{ lat: number; lng: number; accuracy?: number; priority?: "critical" | "high" | "medium"; note?: string }>("alert", jsonBody(req));
-    const { id, bypass, created } = await s.emergencies.raise(p, await ctx.accounts.displayName(p), body);
+    if (p.emergencyId !== undefined) throw new HavenError("BYPASS_USED", "a renewed emergency-bypass token follows its emergency; it raises none");
+    // a bypass token raises one emergency only and was counted when it was issued
+    const limited = p.role === "patient" && !p.bypass;
+    let grant: Grant | undefined;
+    if (limited) {
+      try {
+        grant = await limits.take("alert", { account: p.sub, device: deviceOf(req), address: req.ip });
+      } catch (error) {
+        // a limit refuses new emergencies only: the patient's active one is always answered
+        const active = await s.emergencyStore.activeFor(p.sub).catch(() => undefined);
+        if (!active) throw error;
+        await s.emergencies.ensure(active);
+        return ok({ emergencyId: active, roomName: "emergency", created: false, bypass: false });
+      }
+    }
+    let raised: Awaited<ReturnType<typeof s.emergencies.raise>>;
+    try {
+      raised = await s.emergencies.raise(p, await ctx.accounts.displayName(p), body);
+    } catch (error) {
+      await grant?.refund();
+      throw error;
+    }
+    const { id, bypass, created } = raised;
+    if (!created) await grant?.refund();
     return ok({ emergencyId: id, roomName: "emergency", created, bypass }, created ? 201 : 200);
+  });
+  router.on("POST", "/api/emergency/:id/renew", async (req, { id }) => {
+    const p = await principalOf(req);
+    validate("bypassRenew", jsonBody(req));
+    if (!p.bypass) throw new HavenError("FORBIDDEN", "only an emergency-bypass caller renews this way; accounts refresh their session");
+    if (p.emergencyId !== undefined && p.emergencyId !== id) throw new HavenError("NOT_ENTITLED", "this token belongs to another emergency");
+    await requireEmergency(id);
+    const r = await callRoom<{ emergency: { status: string; patient: { id: string } } }>(id, "statusFor", [p]);
+    if (r.emergency.patient.id !== p.sub) throw new HavenError("NOT_ENTITLED", "you did not raise this emergency");
+    if (CLOSED_STATUSES.has(r.emergency.status)) throw new HavenError("EMERGENCY_CLOSED", "the emergency is over; nothing to renew");
+    await limits.take("renew", { account: p.sub, address: req.ip });
+    return ok(await ctx.accounts.renewBypass(p, id), 201);
   });
   router.on("GET", "/api/emergency/:id/status", async (req, { id }) => {
     const p = await principalOf(req);

@@ -1,6 +1,7 @@
 import { matchMaker } from "@colyseus/core";
 import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { services, servicesReady } from "../services.ts";
+import { limitStats } from "../limits/requests.ts";
 
 /** Event-loop delay, sampled every 10 ms; read and reset by each scrape. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -45,6 +46,15 @@ export function metricsText(transport: string): string {
     "# HELP haven_redis_up 1 while this node is connected to Redis (cluster mode), 0 while it is not.",
     "# TYPE haven_redis_up gauge",
     `haven_redis_up ${s.membership.connected() ? 1 : 0}`,
+    "# HELP haven_requests_limited_total Requests refused with 429 RATE_LIMITED by this node since it started.",
+    "# TYPE haven_requests_limited_total counter",
+    ...Object.entries(limitStats.refused).map(([action, n]) => `haven_requests_limited_total{action="${action}"} ${n}`),
+    "# HELP haven_new_device_passes_total Alerts and bypass tokens let through a spent address budget as a new device.",
+    "# TYPE haven_new_device_passes_total counter",
+    `haven_new_device_passes_total ${limitStats.newDevices}`,
+    "# HELP haven_limiter_memory_keys Keys held by this node's in-memory request counters (each capped at HAVEN_LIMITER_MAX_KEYS).",
+    "# TYPE haven_limiter_memory_keys gauge",
+    `haven_limiter_memory_keys ${limitStats.memoryKeys()}`,
     "# HELP haven_process_resident_memory_bytes Resident set size.",
     "# TYPE haven_process_resident_memory_bytes gauge",
     `haven_process_resident_memory_bytes ${mem.rss}`,

@@ -74,6 +74,7 @@ export class Router {
       // what went wrong inside stays here: logged, never sent
       if (e.cause !== undefined && servicesReady()) services().log.warn({ err: e.cause, path: req.path, code: e.code }, e.message);
       response = { status: e.status, body: e.toJSON() };
+      if (e.retryAfterSeconds !== undefined) response.headers = { "retry-after": String(e.retryAfterSeconds) };
     }
     response.headers = { ...cors, ...response.headers };
     return response;
@@ -100,7 +101,8 @@ export class Router {
     return {
       "access-control-allow-origin": origin,
       "access-control-allow-methods": "GET,POST,PUT,DELETE,OPTIONS",
-      "access-control-allow-headers": "authorization,content-type",
+      "access-control-allow-headers": "authorization,content-type,x-haven-device",
+      "access-control-expose-headers": "retry-after",
       "access-control-max-age": "600",
       vary: "origin",
     };

@@ -49,17 +49,20 @@ export class HavenError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details?: unknown;
+  /** For RATE_LIMITED: when to try again, sent over HTTP as `Retry-After` (seconds). */
+  readonly retryAfterSeconds?: number;
 
   /**
    * `details` go to the client; `options.cause` (what went wrong inside, e.g. a driver's message)
    * stays on the server: it is logged, never sent.
    */
-  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options);
     this.name = "HavenError";
     this.code = code;
     this.status = ErrorCodes[code];
     this.details = details;
+    if (options?.retryAfterSeconds !== undefined) this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   toJSON(): { code: ErrorCode; message: string; details?: unknown } {

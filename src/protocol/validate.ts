@@ -121,6 +121,7 @@ const schemas = {
     accepting: { type: "boolean" },
   },
   dutyStart: { $$strict: true },
+  bypassRenew: { $$strict: true },
   hospitalRegistration: {
     $$strict: true,
     id: { type: "string", min: 2, max: 64, pattern: /^[a-z0-9][a-z0-9-]*$/ },

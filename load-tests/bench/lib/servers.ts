@@ -11,6 +11,7 @@ import { cpus } from "node:os";
 import { CHECKOUT, TRIXIE_SCRIPT, type Tree } from "./trees.ts";
 import { alive, exited, listenerPid, sleep, spawnPinned, stopPid } from "./proc.ts";
 import { freePort } from "../../../test/harness.ts";
+import { GENEROUS_LIMITS } from "../../../test/generous-limits.ts";
 
 export const SERVER_CORE = "0";
 export const GENERATOR_CORE = "1";
@@ -117,6 +118,8 @@ export async function startHaven(o: HavenLaunch): Promise<Running & { startMs: n
     HAVEN_DATA_DIR: "/tmp/haven-bench-data",
     ...(o.redisUrl ? { REDIS_URL: o.redisUrl, HAVEN_PUBLIC_ADDRESS: `127.0.0.1:${port}` } : {}),
     ...(o.nodeName ? { HAVEN_NODE_NAME: o.nodeName } : {}),
+    // the load comes from one address: request limits opened wide (older trees ignore the names)
+    ...GENEROUS_LIMITS,
     // diagnosis only (e.g. --trace-gc): never set for measured runs unless asked
     ...(process.env.HAVEN_BENCH_SERVER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HAVEN_BENCH_SERVER_NODE_OPTIONS } : {}),
     ...o.env,

@@ -87,7 +87,7 @@ export async function captureTemplate(tree: Tree, baseDb: string, keys: HavenKey
   const t0 = Date.now();
   const server = await startHaven({
     tree, transport: "ws", databaseUrl: url, keys, logFile, unpinned: true,
-    env: { HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "100000", LOG_LEVEL: "warn" },
+    env: { LOG_LEVEL: "warn" },
   });
   const base = server.url;
   const rooms: Room[] = [];
