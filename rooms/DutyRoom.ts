@@ -17,6 +17,9 @@ export interface DutyCreateOptions {
 /** Writes to the on-duty index are best effort: Redis away must not fail the responder's socket. */
 const quietly = (p: Promise<unknown>) => void p.catch(() => undefined);
 
+/** Past offers a duty room remembers, to answer retries. */
+const PAST_OFFERS = 64;
+
 /**
  * The persistent socket of one on-duty first-aider or ambulance crew: it reports the responder's
  * position and availability to the dispatch index and receives offers, which live in its state
@@ -111,9 +114,28 @@ export class DutyRoom extends HavenRoom<DutyState> {
     return { ok: true, available };
   }
 
-  private async accept(offerId: string): Promise<{ ok: true; emergencyId: string }> {
+  /** Offers no longer open, with what became of them: a retry is answered by its outcome. */
+  private readonly pastOffers = new Map<string, { emergencyId: string; outcome: "accepted" | "declined" | "withdrawn" }>();
+
+  private settle(offerId: string, emergencyId: string, outcome: "accepted" | "declined" | "withdrawn"): void {
+    this.pastOffers.delete(offerId);
+    this.pastOffers.set(offerId, { emergencyId, outcome });
+    if (this.pastOffers.size > PAST_OFFERS) this.pastOffers.delete(this.pastOffers.keys().next().value!);
+  }
+
+  /** An offer that is not open: the outcome of a retry, OFFER_EXPIRED for one that lapsed, OFFER_NOT_FOUND for one never made. */
+  private notOpen(offerId: string, retried: "accepted" | "declined"): { ok: true; emergencyId: string; duplicate: true } {
+    const past = this.pastOffers.get(offerId);
+    if (!past) throw new HavenError("OFFER_NOT_FOUND", "no such offer was made to you");
+    if (past.outcome === retried && (retried === "declined" || this.state.assignedTo === past.emergencyId)) {
+      return { ok: true, emergencyId: past.emergencyId, duplicate: true };
+    }
+    throw new HavenError("OFFER_EXPIRED", `the offer is no longer open (${past.outcome})`);
+  }
+
+  private async accept(offerId: string): Promise<{ ok: true; emergencyId: string; duplicate?: true }> {
     const offer = this.state.offers.get(offerId);
-    if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
+    if (!offer) return this.notOpen(offerId, "accepted");
     if (this.state.assignedTo) throw new HavenError("ALREADY_ASSIGNED", `you are assigned to ${this.state.assignedTo}`);
     let result: CallResult<{ emergencyId: string }>;
     try {
@@ -122,16 +144,21 @@ export class DutyRoom extends HavenRoom<DutyState> {
       result = { ok: false, error: { code: "OFFER_EXPIRED", message: "the emergency is no longer reachable" } };
     }
     this.state.offers.delete(offerId);
+    this.settle(offerId, offer.emergencyId, result.ok ? "accepted" : "withdrawn");
     if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);
     this.state.assignedTo = result.emergencyId;
     for (const other of [...this.state.offers.keys()]) void this.decline(other, "assigned_elsewhere").catch(() => {});
     return { ok: true, emergencyId: result.emergencyId };
   }
 
-  private async decline(offerId: string, reason?: string): Promise<{ ok: true }> {
+  private async decline(offerId: string, reason?: string): Promise<{ ok: true; duplicate?: true }> {
     const offer = this.state.offers.get(offerId);
-    if (!offer) throw new HavenError("OFFER_NOT_FOUND", "no such open offer");
+    if (!offer) {
+      this.notOpen(offerId, "declined");
+      return { ok: true, duplicate: true };
+    }
     this.state.offers.delete(offerId);
+    this.settle(offerId, offer.emergencyId, "declined");
     await matchMaker.remoteRoomCall(offer.emergencyId, "declineOffer", [offerId, this.responderId, reason ?? null]).catch(() => undefined);
     return { ok: true };
   }
@@ -146,8 +173,10 @@ export class DutyRoom extends HavenRoom<DutyState> {
 
   /** Emergency room → here: the offer is gone (someone else accepted, it timed out, or the emergency ended). */
   withdrawOffer(offerId: string, reason: string): { ok: true } {
-    if (this.state.offers.has(offerId)) {
+    const offer = this.state.offers.get(offerId);
+    if (offer) {
       this.state.offers.delete(offerId);
+      this.settle(offerId, offer.emergencyId, "withdrawn");
       this.broadcast("offer_withdrawn", { offerId, reason });
     }
     return { ok: true };

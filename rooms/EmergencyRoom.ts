@@ -313,7 +313,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
    */
   private critical<T>(p: Principal | null, key: string | null | undefined, action: () => T): Promise<T> {
     const cacheKey = p && key ? `${p.sub}:${key}` : undefined;
-    if (cacheKey && this.idempotent.has(cacheKey)) return Promise.resolve(this.idempotent.get(cacheKey) as T);
+    if (cacheKey && this.idempotent.has(cacheKey)) return Promise.resolve(this.replay<T>(cacheKey));
     try {
       if (p) this.criticalRate.take(p.sub);
     } catch (error) {
@@ -326,7 +326,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const deadlineAt = Date.now() + services().config.database.callTimeoutMs;
     const run = async (): Promise<T> => {
       this.queuedCritical--;
-      if (cacheKey && this.idempotent.has(cacheKey)) return this.idempotent.get(cacheKey) as T;
+      if (cacheKey && this.idempotent.has(cacheKey)) return this.replay<T>(cacheKey);
       if (Date.now() >= deadlineAt) throw new HavenError("UNAVAILABLE", "the change could not be recorded in time; nothing changed; retry");
       // what is pending goes out first, so that the change queue holds this change alone
       if (this.clients.length > 0) super.broadcastPatch();
@@ -372,9 +372,10 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
             throw new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
           }
           if (!fresh) {
-            // committed before (a retry after a restart): keep the recorded outcome, not a second one
+            // committed before (a retry after a restart): keep the recorded outcome, not a second
+            // one; the answer is the action's outcome on the state that already holds it
             this.undo(before, seqBefore);
-            return { ok: true, duplicate: true } as T;
+            return { ...(result as object), duplicate: true } as T;
           }
           this.eventsSaved(carried);
           if (p) this.lastActivityAt = Date.now();
@@ -397,6 +398,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     const done = this.commitQueue.then(run, run);
     this.commitQueue = done.catch(() => undefined);
     return done;
+  }
+
+  /** The first answer to a retried change (same sender, same key), marked as a duplicate. */
+  private replay<T>(cacheKey: string): T {
+    return { ...(this.idempotent.get(cacheKey) as object), duplicate: true } as T;
   }
 
   /** A change the room makes by itself (a timer): critical too, with nobody to answer. */

@@ -73,13 +73,17 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
   private async forward(emergencyId: string, method: string, args: unknown[]): Promise<Record<string, unknown>> {
     const incoming = this.state.incoming.get(emergencyId);
     if (!incoming) throw new HavenError("EMERGENCY_NOT_FOUND", "no such incoming emergency");
-    if (FINISHED.has(incoming.hospitalStatus)) {
+    // a handover repeated, or retried, once done answers its outcome like every critical action
+    const handedOver = method === "hospitalHandover" && incoming.hospitalStatus === "handed_over";
+    if (FINISHED.has(incoming.hospitalStatus) && !handedOver) {
       throw new HavenError("EMERGENCY_CLOSED", `the emergency is ${incoming.hospitalStatus}`);
     }
     let result: CallResult;
     try {
       result = await matchMaker.remoteRoomCall(emergencyId, method, [this.hospitalId, ...args]) as CallResult;
     } catch {
+      // the emergency's room has closed since the handover: the outcome stands
+      if (handedOver) return { ok: true, status: "handed_over" };
       throw new HavenError("UNAVAILABLE", "the emergency could not be reached; retry");
     }
     if (!result.ok) throw new HavenError(result.error.code as never, result.error.message);

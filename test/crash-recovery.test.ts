@@ -52,7 +52,7 @@ describe("crash recovery", () => {
       const assessment = { mechanism: "chest pain", injuries: [], treatment: ["aspirin"], suspected: ["cardiac"], priority: "critical", idempotencyKey: "assess-0001" };
       const first = await e2.faRoom.request("assessment", assessment);
       const retried = await e2.faRoom.request("assessment", assessment);
-      expect(retried).toEqual(first);
+      expect(retried).toEqual({ ...first, duplicate: true });
       const staff = await account(a, "hospital_staff", { hospitalId: "aga-khan", by: ops });
       const board = await join(a, staff.token, "hospital-aga-khan");
       await waitFor(board, (st) => st.incoming.has(e2.id), 2000, "on the wallboard");

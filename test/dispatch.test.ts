@@ -56,7 +56,7 @@ describe("dispatch", () => {
     await winner.duty.request("accept_offer", { offerId: offersOf(winner.duty, id)[0].id });
     await waitFor(room, (s) => s.firstAiders.has(winner.acc.id) && s.status === "dispatched", 2000, "assigned");
     await until(() => fa.every((r) => offersOf(r.duty, id).length === 0), 3000, "all other offers withdrawn");
-    await expect(fa[1].duty.request("accept_offer", { offerId: timedOut })).rejects.toMatchObject({ reason: { code: "OFFER_NOT_FOUND" } });
+    await expect(fa[1].duty.request("accept_offer", { offerId: timedOut })).rejects.toMatchObject({ reason: { code: "OFFER_EXPIRED" } });
     await room.leave();
     for (const r of fa) await r.duty.leave();
   });
@@ -142,7 +142,7 @@ describe("duplicate alerts and cancel", () => {
     const c1 = await h.http("POST", `/api/emergency/${again.body.emergencyId}/cancel`, key, ops.token);
     const c2 = await h.http("POST", `/api/emergency/${again.body.emergencyId}/cancel`, key, ops.token);
     expect(c1).toMatchObject({ status: 200, body: { status: "cancelled" } });
-    expect(c2).toMatchObject({ status: 200, body: { status: "cancelled" } });
+    expect(c2).toMatchObject({ status: 200, body: { status: "cancelled", duplicate: true } });
     await fa1.duty.leave();
     await fa2.duty.leave();
   });

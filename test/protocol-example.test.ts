@@ -89,7 +89,7 @@ export async function workedExample(base: string, who: { patient: Credentials; f
   await scene.request("status", { step: "on_scene" }); // { ok: true, status: "on_scene" }
   const tooEarly = await scene.request("status", { step: "at_hospital" }).catch((err) => err.reason); // { code: "INVALID_TRANSITION", message }
 
-  // 8. The assessment (ATMIST) picks and pre-notifies the hospital. With an idempotency key, a retry gets the first answer.
+  // 8. The assessment (ATMIST) picks and pre-notifies the hospital. With an idempotency key, a retry gets the first answer, marked `duplicate: true`.
   const assessment = {
     idempotencyKey: crypto.randomUUID(),
     age: 58, timeOfIncident: Date.now() - 10 * 60_000, mechanism: "collapsed at a bus stop, chest pain",
@@ -98,7 +98,7 @@ export async function workedExample(base: string, who: { patient: Credentials; f
     priority: "critical", suspected: ["cardiac"],
   };
   const assessed = await scene.request("assessment", assessment); // { ok: true, priority: "critical", hospitalId: "aga-khan" }
-  const retried = await scene.request("assessment", assessment); // the same answer; nothing is applied twice
+  const retried = await scene.request("assessment", assessment); // the same answer with duplicate: true; nothing is applied twice
 
   // 9. The wallboard sees the patient coming, acknowledges and gets ready.
   await until(wallboard, (s) => s.incoming.get(alert.emergencyId)?.hospitalStatus === "notified");
@@ -171,7 +171,7 @@ describe("docs/protocol.md worked example", () => {
     expect(r.tooEarly).toMatchObject({ code: "INVALID_TRANSITION" });
     expect(typeof r.tooEarly.message).toBe("string");
     expect(r.assessed).toEqual({ ok: true, priority: "critical", hospitalId: "aga-khan" });
-    expect(r.retried).toEqual(r.assessed);
+    expect(r.retried).toEqual({ ...r.assessed, duplicate: true });
     expect(r.acknowledged).toEqual({ ok: true, status: "acknowledged" });
     expect(r.handedOver).toEqual({ ok: true, status: "handed_over" });
 

@@ -215,8 +215,8 @@ export function buildApi(ctx: ApiContext): Router {
     const p = await principalOf(req);
     const body = validate<{ reason: string; note?: string; idempotencyKey?: string }>("restCancel", jsonBody(req));
     await requireEmergency(id);
-    const r = await callRoom<{ status: string }>(id, "restCancel", [p, { reason: body.reason, note: body.note }, body.idempotencyKey]);
-    return ok({ ok: true, status: r.status });
+    const r = await callRoom<{ status: string; duplicate?: true }>(id, "restCancel", [p, { reason: body.reason, note: body.note }, body.idempotencyKey]);
+    return ok(r.duplicate ? { ok: true, status: r.status, duplicate: true } : { ok: true, status: r.status });
   });
 
   // ---------------------------------------------------------------- hospitals
