@@ -28,6 +28,9 @@ interface SchemaSerializerInternals {
   encoder: { root: ChangeRoot };
 }
 
+/** The join option, set by the server at the seat reservation, naming the subject the seat is for. */
+export const SEAT_SUBJECT = "havenSeatSubject";
+
 /** Stands in for a simulation interval that Haven's rooms do not run. */
 const NO_TICK = Object.freeze({});
 
@@ -165,9 +168,14 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     }
   }
 
-  /** The subject of a session holding or re-taking a seat here, for checks at the socket upgrade. */
+  /**
+   * The subject a seat here belongs to, for the check at the socket upgrade: the caller who
+   * reserved it (a join), or the party that held it (a reconnect).
+   */
   subjectOfSession(sessionId: string): string | undefined {
     const seat = (this as any)._reservedSeats?.[sessionId];
+    const reservedBy = (seat?.[0] as Record<string, unknown> | undefined)?.[SEAT_SUBJECT];
+    if (typeof reservedBy === "string") return reservedBy;
     const auth = (seat?.[1] as Principal | undefined) ?? (this.clients.getById(sessionId)?.auth as Principal | undefined);
     return auth?.sub;
   }

@@ -25,8 +25,8 @@ export interface SelectedTransport {
 export const hardFrameLimit = (maxFrameBytes: number) => Math.max(64 * 1024, maxFrameBytes * 4);
 
 /**
- * Every WebSocket upgrade needs a valid access token, and a reconnection must come from the
- * same subject that held the seat (Colyseus skips onAuth on reconnect).
+ * Every WebSocket upgrade needs a valid access token of the subject the seat is for: the caller
+ * who reserved it, or for a reconnection the party that held it (Colyseus skips onAuth there).
  */
 async function beforeUpgrade(request: Request, context: AuthContext): Promise<Response | undefined> {
   const deny = (status: number, code: string, message: string) => {
@@ -40,15 +40,12 @@ async function beforeUpgrade(request: Request, context: AuthContext): Promise<Re
     const e = error instanceof HavenError ? error : new HavenError("TOKEN_INVALID", "the token is not valid");
     return deny(401, e.code, e.message);
   }
+  // a join takes the seat its caller reserved; a reconnect, the seat its party held
   const url = new URL(request.url);
-  const reconnectionToken = url.searchParams.get("reconnectionToken");
-  if (reconnectionToken) {
-    const roomId = url.pathname.split("/").pop() ?? "";
-    const room = matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
-    const sessionId = url.searchParams.get("sessionId") ?? "";
-    const holder = room?.subjectOfSession?.(sessionId);
-    if (holder !== undefined && holder !== sub) return deny(403, "NOT_ENTITLED", "this seat belongs to another party");
-  }
+  const roomId = url.pathname.split("/").pop() ?? "";
+  const room = matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
+  const holder = room?.subjectOfSession?.(url.searchParams.get("sessionId") ?? "");
+  if (holder !== undefined && holder !== sub) return deny(403, "NOT_ENTITLED", "this seat belongs to another party");
   return undefined;
 }
 

@@ -189,6 +189,18 @@ describe("authorization", () => {
     await room.leave();
   });
 
+  it("a seat reserved by one party cannot be taken on a join by another party's socket, even an entitled one", async () => {
+    const patient = await account(h, "patient");
+    const id = await emergencyOf(patient);
+    const seat = await h.http("POST", `/matchmake/joinById/${id}`, {}, patient.token);
+    expect(seat.status).toBe(200);
+    const path = (token: string) => `/${seat.body.processId}/${id}?sessionId=${seat.body.sessionId}&_authToken=${token}`;
+    // ops may join any emergency, but not on the patient's seat
+    expect(await upgradeStatus(h.port, path(ops.token))).toBe(403);
+    // the patient's own socket takes it
+    expect(await upgradeStatus(h.port, path(patient.token))).toBe(101);
+  });
+
   it("logins are rate-limited per address", async () => {
     const limited = await startHaven({ HAVEN_LOGIN_PER_MINUTE_PER_ADDRESS: "3" });
     try {

@@ -9,6 +9,7 @@ import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from ".
 import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { dutyRoomId } from "../domain/duty.ts";
 import { hospitalRoomId, type CallResult } from "../../rooms/EmergencyRoom.ts";
+import { SEAT_SUBJECT } from "../../rooms/HavenRoom.ts";
 import { metricsText } from "./metrics.ts";
 import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
@@ -314,11 +315,12 @@ export function buildApi(ctx: ApiContext): Router {
       throw new HavenError("FORBIDDEN", "rooms are created by the server; join one by its id");
     }
     const token = bearer(req);
-    await services().tokens.verify(token);
+    const principal = await services().tokens.verify(token);
     const body = jsonBody(req) as Record<string, unknown>;
     const options = method === "reconnect"
       ? { reconnectionToken: typeof body?.reconnectionToken === "string" && body.reconnectionToken.length <= 128 ? body.reconnectionToken : undefined }
-      : validate("joinOptions", body);
+      // the seat is the caller's: only a socket with a token of the same subject may take it
+      : { ...validate<Record<string, unknown>>("joinOptions", body), [SEAT_SUBJECT]: principal.sub };
     if (method === "reconnect" && !options.reconnectionToken) throw new HavenError("INVALID_PAYLOAD", "reconnectionToken is required");
     const auth = createAuthContext({ headers: req.headers, token, remoteAddress: req.ip });
     if (method === "joinById") await ensureJoinable(roomId);
