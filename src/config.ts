@@ -114,6 +114,8 @@ export interface RequestLimitsConfig {
 
 export interface Config {
   env: "development" | "production" | "test";
+  /** Bearer token a scraper of `/metrics` presents; without one, `/metrics` answers this host only (never in production). */
+  metricsToken?: string;
   port: number;
   host: string;
   transport: TransportChoice;
@@ -199,11 +201,26 @@ export interface Config {
 }
 
 
-function clusterConfig(env: Env, port: number, host: string): Config["cluster"] {
+function metricsToken(env: Env): string | undefined {
+  const token = str(env, "HAVEN_METRICS_TOKEN", undefined);
+  if (token !== undefined && !/^[A-Za-z0-9._~+\/=-]{24,256}$/.test(token)) {
+    throw new ConfigError("HAVEN_METRICS_TOKEN", "must be 24–256 characters of [A-Za-z0-9._~+/=-] (e.g. 32 random bytes, base64)");
+  }
+  return token;
+}
+
+function clusterConfig(env: Env, port: number, host: string, production: boolean): Config["cluster"] {
   const url = urlOf(env, "REDIS_URL", ["redis:", "rediss:"]);
   if (url === undefined) {
     if (str(env, "HAVEN_PUBLIC_ADDRESS", undefined) !== undefined) throw new ConfigError("HAVEN_PUBLIC_ADDRESS", "only applies with REDIS_URL (cluster mode)");
     return undefined;
+  }
+  // Redis is the cluster's control plane (room calls travel through it by method name): in
+  // production a Redis on another host must ask for credentials
+  const redisHost = new URL(url).hostname.replace(/^\[|\]$/g, "");
+  const loopback = redisHost === "localhost" || /^127\./.test(redisHost) || redisHost === "::1";
+  if (production && !loopback && new URL(url).password === "") {
+    throw new ConfigError("REDIS_URL", "in production a Redis on another host needs credentials (redis://user:password@host, or rediss:// for TLS): it is the cluster's control plane");
   }
   const fallbackHost = host === "0.0.0.0" || host === "::" ? undefined : host;
   const publicAddress = str(env, "HAVEN_PUBLIC_ADDRESS", fallbackHost && port !== 0 ? `${fallbackHost}:${port}` : undefined);
@@ -352,6 +369,7 @@ export function loadConfig(env: Env = process.env): Config {
       callTimeoutMs: int(env, "HAVEN_DB_CALL_TIMEOUT_MS", 6000, 100, 600_000),
     },
     nodeName: str(env, "HAVEN_NODE_NAME", `node-${process.pid}`)!,
-    cluster: clusterConfig(env, port, host),
+    cluster: clusterConfig(env, port, host, nodeEnv === "production"),
+    metricsToken: metricsToken(env),
   };
 }

@@ -86,6 +86,41 @@ describe("start-up", () => {
     }
   });
 
+  it("production with a Redis on another host and no credentials refuses to start, naming REDIS_URL", async () => {
+    const { TokenService } = await import("../src/auth/tokens.ts");
+    const production = {
+      HAVEN_ENV: "production", HAVEN_TOKEN_SECRET_KEY: await TokenService.generateSecretKey(),
+      HAVEN_MEDICAL_MASTER_KEY: Buffer.alloc(32, 3).toString("base64"), HAVEN_PUBLIC_ADDRESS: "10.0.0.4:2567",
+    };
+    const { code, output } = await runToExit({ ...production, REDIS_URL: "redis://10.0.0.9:6379" });
+    expect(code).toBe(2);
+    expect(output).toContain("REDIS_URL");
+    expect(output).toContain("credentials");
+  });
+
+  it("/metrics answers this host only, or a scraper with the metrics token", async () => {
+    const token = "metrics-token-0123456789abcdef";
+    const h = await startHaven({ HAVEN_METRICS_TOKEN: token, HAVEN_TRUST_PROXY: "true" });
+    try {
+      expect((await h.http("GET", "/metrics")).status).toBe(401);
+      expect((await h.http("GET", "/metrics", undefined, "wrong-token-0123456789abcdef")).status).toBe(401);
+      const scraped = await h.http("GET", "/metrics", undefined, token);
+      expect(scraped.status).toBe(200);
+      expect(scraped.body).toContain("haven_info");
+    } finally {
+      await h.stop();
+    }
+    const open = await startHaven({ HAVEN_TRUST_PROXY: "true" });
+    try {
+      expect((await open.http("GET", "/metrics")).status).toBe(200);
+      // a caller from elsewhere (as a trusted proxy reports it) is refused without a token
+      const remote = await open.http("GET", "/metrics", undefined, undefined, { "x-forwarded-for": "203.0.113.9" });
+      expect(remote.status).toBe(403);
+    } finally {
+      await open.stop();
+    }
+  });
+
   it("serves /health, /ready and /metrics, and exits 0 on SIGTERM", async () => {
     const h = await startHaven();
     const health = await h.http("GET", "/health");

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import { matchMaker, createAuthContext, ErrorCode } from "@colyseus/core";
 import type { Principal } from "../auth/tokens.ts";
 import type { Accounts } from "../auth/accounts.ts";
@@ -10,6 +11,7 @@ import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { dutyRoomId } from "../domain/duty.ts";
 import { hospitalRoomId, type CallResult } from "../../rooms/EmergencyRoom.ts";
 import { SEAT_SUBJECT } from "../../rooms/HavenRoom.ts";
+import { isLoopback } from "../limits/address.ts";
 import { metricsText } from "./metrics.ts";
 import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
@@ -99,6 +101,20 @@ async function ensureJoinable(roomId: string): Promise<void> {
   }
 }
 
+/**
+ * `/metrics` tells how busy a node is and what it refuses: with `HAVEN_METRICS_TOKEN` set, only a
+ * scraper that presents it; without one, only this host (loopback), and never in production.
+ */
+function metricsAllowed(req: HttpRequest, token: string | undefined, production: boolean): void {
+  if (token !== undefined) {
+    const given = Buffer.from(bearer(req) ?? "");
+    const wanted = Buffer.from(token);
+    if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw new HavenError("UNAUTHENTICATED", "/metrics needs the metrics token (Authorization: Bearer)");
+    return;
+  }
+  if (production || !isLoopback(req.ip)) throw new HavenError("FORBIDDEN", "/metrics is served to this host only; set HAVEN_METRICS_TOKEN to scrape it from elsewhere");
+}
+
 export function buildApi(ctx: ApiContext): Router {
   const s = services();
   const { config } = s;
@@ -123,7 +139,10 @@ export function buildApi(ctx: ApiContext): Router {
     cluster: s.membership.clustered ? { processId: s.membership.processId, node: config.nodeName, redis: s.membership.connected() ? "up" : "down" } : false,
   }));
   router.on("GET", "/ready", () => ctx.phase() === "ready" ? ok({ ready: true }) : { status: 503, body: { ready: false, phase: ctx.phase() } });
-  router.on("GET", "/metrics", () => ({ status: 200, text: metricsText(ctx.transport), headers: { "content-type": "text/plain; version=0.0.4" } }));
+  router.on("GET", "/metrics", (req) => {
+    metricsAllowed(req, config.metricsToken, config.env === "production");
+    return { status: 200, text: metricsText(ctx.transport), headers: { "content-type": "text/plain; version=0.0.4" } };
+  });
 
   // ---------------------------------------------------------------- accounts
   router.on("POST", "/api/auth/register", async (req) => {

@@ -22,3 +22,9 @@ export function addressKey(address: string, ipv6Prefix = 64): string {
   if (ip.kind() === "ipv4") return canonical;
   return `${ipaddr.IPv6.networkAddressFromCIDR(`${canonical}/${ipv6Prefix}`).toString()}/${ipv6Prefix}`;
 }
+
+/** Whether an address is this host's own (127.0.0.0/8 or ::1, also IPv4-mapped). */
+export function isLoopback(address: string): boolean {
+  const canonical = canonicalAddress(address);
+  return ipaddr.isValid(canonical) && ipaddr.parse(canonical).range() === "loopback";
+}
