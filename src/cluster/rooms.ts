@@ -24,8 +24,8 @@ const isHeldElsewhere = (error: unknown) => String((error as Error)?.message ?? 
  * holds it. Many callers on many nodes may ask at once: one room results, because a room claims
  * its id in its onCreate and every other attempt waits for the winner's listing.
  */
-export async function ensureRoom(m: Membership, name: string, roomId: string, options: Record<string, unknown>, timeoutMs = 10_000): Promise<RoomListing> {
-  const deadline = Date.now() + timeoutMs;
+export async function ensureRoom(m: Membership, name: string, roomId: string, options: Record<string, unknown>, o: { timeoutMs?: number; fresh?: boolean } = {}): Promise<RoomListing> {
+  const deadline = Date.now() + (o.timeoutMs ?? 10_000);
   for (let attempt = 0; ; attempt++) {
     if (attempt > 0) {
       if (Date.now() > deadline) throw new Error(`room ${roomId} cannot be reached or opened now`);
@@ -39,8 +39,9 @@ export async function ensureRoom(m: Membership, name: string, roomId: string, op
       // its holder is not answering: wait until it is dead for sure before taking the room over
       if (!(await m.deadOnes([listing.processId])).has(listing.processId)) continue;
     } else {
-      // no listing: after Redis lost its data, the holders are putting theirs back
-      if (!m.settled()) continue;
+      // no listing: after Redis lost its data, the holders are putting theirs back (a room
+      // whose id was minted just now has no holder to wait for)
+      if (!o.fresh && !m.settled()) continue;
       const holder = await m.holderOf(roomId);
       if (holder && holder !== m.processId && !(await m.deadOnes([holder])).has(holder)) continue;
     }

@@ -52,11 +52,12 @@ export class EmergencyRegistry {
 
   /**
    * The room of an active emergency, wherever it lives; brought back from Postgres on the least
-   * busy live node when no live node holds it.
+   * busy live node when no live node holds it. `fresh`: the emergency was recorded just now, so
+   * no node can hold it yet and its room opens without waiting for the cluster to settle.
    */
-  async ensure(id: string): Promise<RoomListing> {
+  async ensure(id: string, fresh = false): Promise<RoomListing> {
     try {
-      return await ensureRoom(this.membership, "emergency", id, { emergencyId: id } satisfies EmergencyCreateOptions);
+      return await ensureRoom(this.membership, "emergency", id, { emergencyId: id } satisfies EmergencyCreateOptions, { fresh });
     } catch (error) {
       if (String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
       throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", undefined, { cause: error });
@@ -139,7 +140,7 @@ export class EmergencyRegistry {
       }
       throw new HavenError("UNAVAILABLE", "the alert could not be recorded; retry now", undefined, { cause: error });
     }
-    await this.ensure(id);
+    await this.ensure(id, true); // just recorded: no node can hold it yet
     return { id, bypass, created: true };
   }
 }
