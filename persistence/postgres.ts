@@ -1,7 +1,7 @@
 import type { Sql } from "./db.ts";
 import type {
-  AuditLog, ClaimedEmergency, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
-  StoredMedicalProfile, User, UserStore,
+  AuditLog, ClaimedEmergency, DestroyedKey, EmergencyEventRow, EmergencyKeyRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalKeyStore, MedicalProfileStore,
+  RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore, StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
 import { FencedError } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
@@ -199,10 +199,64 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
     };
   }
 
-  async erase(patientId: string): Promise<boolean> {
-    if (!isUuid(patientId)) return false;
-    const rows = await this.sql`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
-    return rows.length === 1;
+  async erase(patientId: string): Promise<DestroyedKey[] | undefined> {
+    if (!isUuid(patientId)) return undefined;
+    return this.sql.begin(async (tx) => {
+      // the profile row first: a disclosure storing its key at this moment (MedicalKeyStore.addProfile
+      // holds a share lock on this row) finishes before, and its key is deleted just below
+      const rows = await tx`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
+      if (rows.length === 0) return undefined;
+      const keys = await tx<{ emergency_id: string }[]>`
+        delete from medical_keys where patient_id = ${patientId} and purpose = 'profile' returning emergency_id`;
+      return keys.map((k) => ({ emergencyId: k.emergency_id, purpose: "profile" as const, patientId }));
+    });
+  }
+}
+
+type KeyRow = { purpose: "clinical" | "profile"; patient_id: string | null; key_id: string; wrapped_key: Buffer };
+const toKey = (r: KeyRow): EmergencyKeyRow => ({ purpose: r.purpose, patientId: r.patient_id ?? undefined, keyId: r.key_id, wrappedKey: r.wrapped_key });
+
+/** The wrapped keys of emergencies (table `medical_keys`), apart from the ciphertext they open. */
+export class PgMedicalKeyStore implements MedicalKeyStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async addClinical(emergencyId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow> {
+    await this.sql`
+      insert into medical_keys (emergency_id, purpose, key_id, wrapped_key) values (${emergencyId}, 'clinical', ${keyId}, ${wrappedKey})
+      on conflict (emergency_id, purpose) do nothing`;
+    const [row] = await this.sql<KeyRow[]>`
+      select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${emergencyId} and purpose = 'clinical'`;
+    if (!row) throw new Error("the emergency's clinical key was destroyed");
+    return toKey(row);
+  }
+
+  async addProfile(emergencyId: string, patientId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow | undefined> {
+    if (!isUuid(patientId)) return undefined;
+    return this.sql.begin(async (tx) => {
+      // an erasure deletes this row; holding it here orders the two (see PgMedicalProfileStore.erase)
+      const [profile] = await tx`select 1 from medical_profiles where patient_id = ${patientId} for key share`;
+      if (!profile) return undefined;
+      await tx`
+        insert into medical_keys (emergency_id, purpose, patient_id, key_id, wrapped_key) values (${emergencyId}, 'profile', ${patientId}, ${keyId}, ${wrappedKey})
+        on conflict (emergency_id, purpose) do nothing`;
+      const [row] = await tx<KeyRow[]>`
+        select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${emergencyId} and purpose = 'profile'`;
+      return row && toKey(row);
+    });
+  }
+
+  async destroyClosedBefore(cutoff: Date, limit: number): Promise<DestroyedKey[]> {
+    // several nodes may sweep at once: each key is deleted (and reported) by one of them
+    const rows = await this.sql<{ emergency_id: string; purpose: "clinical" | "profile"; patient_id: string }[]>`
+      delete from medical_keys k using emergencies e
+      where e.id = k.emergency_id and (k.emergency_id, k.purpose) in (
+        select k2.emergency_id, k2.purpose from medical_keys k2 join emergencies e2 on e2.id = k2.emergency_id
+        where e2.closed_at is not null and e2.closed_at < ${cutoff}
+        order by e2.closed_at limit ${limit}
+        for update of k2 skip locked)
+      returning k.emergency_id, k.purpose, e.patient_id`;
+    return rows.map((r) => ({ emergencyId: r.emergency_id, purpose: r.purpose, patientId: r.patient_id }));
   }
 }
 
@@ -230,7 +284,8 @@ export class PgEmergencyStore implements EmergencyStore {
   private readonly sql: Sql;
   constructor(sql: Sql) { this.sql = sql; }
 
-  async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void> {
+  async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow,
+    clinicalKey?: { keyId: string; wrappedKey: Buffer }): Promise<void> {
     await this.sql.begin(async (tx) => {
       await tx`
         insert into emergencies (id, patient_id, bypass, status, priority, created_at, node)
@@ -238,6 +293,9 @@ export class PgEmergencyStore implements EmergencyStore {
       await tx`
         insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
         values (${e.id}, ${first.seq}, ${first.type}, ${first.actor}, ${tx.json(first.payload as never)}, ${first.idempotencyKey ?? null}, ${new Date(first.at)})`;
+      if (clinicalKey) {
+        await tx`insert into medical_keys (emergency_id, purpose, key_id, wrapped_key) values (${e.id}, 'clinical', ${clinicalKey.keyId}, ${clinicalKey.wrappedKey})`;
+      }
     });
   }
 
@@ -251,7 +309,8 @@ export class PgEmergencyStore implements EmergencyStore {
       if (!row) return undefined;
       const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
       const [alert] = await tx<{ payload: Record<string, unknown> }[]>`select payload from emergency_events where emergency_id = ${id} and seq = 1`;
-      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {} };
+      const keys = await tx<KeyRow[]>`select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${id}`;
+      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, keys: keys.map(toKey) };
     });
   }
 
