@@ -45,10 +45,10 @@ export class MedicalProfiles {
     if (p.role !== "patient" || p.bypass) throw new HavenError("FORBIDDEN", "a medical profile belongs to a registered patient");
   }
 
-  private async record(p: Principal, action: string, outcome: "ok" | "denied" | "error", extra: { fields?: string[]; emergencyId?: string; subject?: string } = {}): Promise<void> {
+  private async record(p: Principal, action: string, outcome: "ok" | "denied" | "error", extra: { fields?: string[]; emergencyId?: string; subject?: string; reason?: string } = {}): Promise<void> {
     await this.audit.append({
       at: new Date(), actor: p.sub, actorRole: p.role, action, subject: extra.subject ?? p.sub,
-      emergencyId: extra.emergencyId, fields: extra.fields, breakGlass: false, node: this.node, outcome,
+      emergencyId: extra.emergencyId, fields: extra.fields, breakGlass: false, reason: extra.reason, node: this.node, outcome,
     });
   }
 
@@ -83,12 +83,26 @@ export class MedicalProfiles {
     return opened;
   }
 
-  /** Right to erasure: the profile and its data key are deleted; emergency records are kept. */
+  /**
+   * Told of every erasure once it is committed, with the emergencies whose disclosed copy was
+   * destroyed (a live one withdraws the summary from its parties).
+   */
+  onErased?: (patientId: string, emergencyIds: string[]) => Promise<void>;
+
+  /**
+   * Right to erasure: the profile and its data key are deleted, and in the same transaction the
+   * key of every copy an emergency disclosed (src/medical/emergency.ts). The emergencies' clinical
+   * records (assessment, notes) are kept for the retention period under their own keys.
+   */
   async erase(p: Principal): Promise<void> {
     this.requireOwner(p);
-    const erased = await this.store.erase(p.sub);
-    if (!erased) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
+    const destroyed = await this.store.erase(p.sub);
+    if (!destroyed) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
     await this.record(p, "medical_profile.erase", "ok");
+    for (const k of destroyed) {
+      await this.record(p, "emergency_medical.destroy", "ok", { emergencyId: k.emergencyId, fields: [...EMERGENCY_SUMMARY_FIELDS], reason: "erasure" });
+    }
+    await this.onErased?.(p.sub, destroyed.map((k) => k.emergencyId)).catch(() => undefined);
   }
 
   /** The emergency summary of a patient who consented to sharing, or undefined. Not audited: audit each disclosure. */
