@@ -178,12 +178,17 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
   constructor(sql: Sql) { this.sql = sql; }
 
   async upsert(p: StoredMedicalProfile): Promise<void> {
-    await this.sql`
-      insert into medical_profiles (patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at)
-      values (${p.patientId}, ${p.keyId}, ${p.wrappedKey}, ${p.ciphertext}, ${p.iv}, ${p.tag}, ${p.consentSharing}, ${p.consentVersion}, ${new Date(p.updatedAt)})
-      on conflict (patient_id) do update set key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,
-        ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag, consent_sharing = excluded.consent_sharing,
-        consent_version = excluded.consent_version, updated_at = excluded.updated_at`;
+    // the wrapped key and the ciphertext live in separate tables (backed up apart), written together
+    await this.sql.begin(async (tx) => {
+      await tx`
+        insert into medical_profiles (patient_id, ciphertext, iv, tag, consent_sharing, consent_version, updated_at)
+        values (${p.patientId}, ${p.ciphertext}, ${p.iv}, ${p.tag}, ${p.consentSharing}, ${p.consentVersion}, ${new Date(p.updatedAt)})
+        on conflict (patient_id) do update set ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag,
+          consent_sharing = excluded.consent_sharing, consent_version = excluded.consent_version, updated_at = excluded.updated_at`;
+      await tx`
+        insert into medical_profile_keys (patient_id, key_id, wrapped_key) values (${p.patientId}, ${p.keyId}, ${p.wrappedKey})
+        on conflict (patient_id) do update set key_id = excluded.key_id, wrapped_key = excluded.wrapped_key`;
+    });
   }
 
   async get(patientId: string): Promise<StoredMedicalProfile | undefined> {
@@ -191,8 +196,8 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
     const [r] = await this.sql<{
       patient_id: string; key_id: string; wrapped_key: Buffer; ciphertext: Buffer; iv: Buffer; tag: Buffer;
       consent_sharing: boolean; consent_version: number; updated_at: Date;
-    }[]>`select patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at
-         from medical_profiles where patient_id = ${patientId}`;
+    }[]>`select p.patient_id, k.key_id, k.wrapped_key, p.ciphertext, p.iv, p.tag, p.consent_sharing, p.consent_version, p.updated_at
+         from medical_profiles p join medical_profile_keys k on k.patient_id = p.patient_id where p.patient_id = ${patientId}`;
     return r && {
       patientId: r.patient_id, keyId: r.key_id, wrappedKey: r.wrapped_key, ciphertext: r.ciphertext, iv: r.iv, tag: r.tag,
       consentSharing: r.consent_sharing, consentVersion: r.consent_version, updatedAt: r.updated_at.getTime(),
@@ -205,6 +210,7 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
       // the profile row first: a disclosure storing its key at this moment (MedicalKeyStore.addProfile
       // holds a share lock on this row) finishes before, and its key is deleted just below
       const rows = await tx`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
+      await tx`delete from medical_profile_keys where patient_id = ${patientId}`;
       if (rows.length === 0) return undefined;
       const keys = await tx<{ emergency_id: string }[]>`
         delete from medical_keys where patient_id = ${patientId} and purpose = 'profile' returning emergency_id`;

@@ -94,7 +94,7 @@ export interface MedicalProfileStore {
   upsert(p: StoredMedicalProfile): Promise<void>;
   get(patientId: string): Promise<StoredMedicalProfile | undefined>;
   /**
-   * Deletes the row and with it the wrapped data key, and in the same transaction the `profile`
+   * Deletes the profile and its wrapped data key, and in the same transaction the `profile`
    * keys of every emergency that disclosed the profile: the profile and each disclosed copy are
    * unreadable from then on. Undefined when there was no profile; else the keys destroyed.
    */

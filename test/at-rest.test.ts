@@ -145,7 +145,7 @@ describe("medical data at rest", () => {
 
     const dump = await dumpEverything(h.databaseUrl, sql);
     // the dump really holds the emergencies, their snapshots, events and keys
-    for (const table of ["emergencies", "emergency_events", "emergency_snapshots", "medical_profiles", "medical_keys", "audit_log"]) expect(dump.tables).toContain(table);
+    for (const table of ["emergencies", "emergency_events", "emergency_snapshots", "medical_profiles", "medical_profile_keys", "medical_keys", "audit_log"]) expect(dump.tables).toContain(table);
     expect(dump.binaries.length).toBeGreaterThan(10);
     expect(dump.text).toContain(handedOver.id);
     expect(plaintextFound(dump, ALL_SECRETS)).toEqual([]);
@@ -195,7 +195,7 @@ describe("medical data at rest", () => {
     for (const r of await sql`select emergency_id, purpose, wrapped_key from medical_keys`) {
       keys.push(unwrapEmergencyKey(r.wrapped_key, master, r.emergency_id, r.purpose));
     }
-    for (const r of await sql`select patient_id, wrapped_key from medical_profiles`) keys.push(unwrap(r.wrapped_key, master, r.patient_id));
+    for (const r of await sql`select patient_id, wrapped_key from medical_profile_keys`) keys.push(unwrap(r.wrapped_key, master, r.patient_id));
     expect(keys.length).toBeGreaterThan(0);
     let attempts = 0;
     for (const [id, bytes] of snapshotsBeforeErasure) {

@@ -26,3 +26,15 @@ create index medical_keys_patient_idx on medical_keys (patient_id) where patient
 
 -- The retention sweep looks for emergencies closed before a cut-off.
 create index emergencies_closed_at_idx on emergencies (closed_at) where closed_at is not null;
+
+-- A patient's own profile key moves out of the profile's row into a table of its own, for the
+-- same reason: the keys tables (medical_keys, medical_profile_keys) can be backed up apart from
+-- the ciphertext, and kept for a shorter time.
+create table medical_profile_keys (
+  patient_id uuid primary key references users on delete cascade,
+  key_id text not null,
+  wrapped_key bytea not null
+);
+insert into medical_profile_keys (patient_id, key_id, wrapped_key)
+  select patient_id, key_id, wrapped_key from medical_profiles;
+alter table medical_profiles drop column key_id, drop column wrapped_key;

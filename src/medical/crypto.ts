@@ -6,7 +6,7 @@ import { ConfigError } from "../config.ts";
  * data (Kenya DPA 2019; GDPR/HIPAA by analogy) and are encrypted at rest by the application.
  *
  *   master key (HAVEN_MEDICAL_MASTER_KEY, never stored in the database)
- *     └─ wraps one random data key per patient   → medical_profiles.wrapped_key (+ key_id)
+ *     └─ wraps one random data key per patient   → medical_profile_keys.wrapped_key (+ key_id)
  *          └─ seals that patient's profile        → medical_profiles.iv / tag / ciphertext
  *
  * Both layers are AES-256-GCM with a fresh random 12-byte IV on every write and a 16-byte tag.
@@ -15,10 +15,13 @@ import { ConfigError } from "../config.ts";
  * never be opened as a profile or the other way round.
  *
  * Crypto-shredding: the profile ciphertext is only readable through the patient's data key, and
- * the data key exists at rest only wrapped by the master key in that patient's row. Deleting
+ * the data key exists at rest only wrapped by the master key in that patient's key row
+ * (medical_profile_keys, a table apart from the ciphertext, so it can be backed up apart). Deleting
  * (or overwriting) the wrapped key therefore erases the profile for good — including every copy
- * of the ciphertext sitting in backups, replicas or logs — without having to find those copies.
- * Erasure on request = delete the wrapped_key (the row may go with it); nothing else is needed.
+ * of the ciphertext sitting in backups, replicas or logs — without having to find those copies,
+ * once no copy of the key row is left: a backup that holds both the key row and the ciphertext
+ * still opens with the master key (README, "What a database backup exposes").
+ * Erasure on request = delete the key row; nothing else is needed.
  *
  * Nothing in this module logs, and no error message contains key material or plaintext.
  */
@@ -47,7 +50,7 @@ export class MedicalDecryptError extends Error {
 }
 
 export class MasterKey {
-  /** First 8 hex characters of sha256(key): stored next to each wrapped key (medical_profiles.key_id)
+  /** First 8 hex characters of sha256(key): stored next to each wrapped key (medical_profile_keys.key_id, medical_keys.key_id)
    * so a rotated master key is detected rather than producing decryption failures. */
   readonly keyId: string;
   /** True only for a key made by `generateDevelopmentKey()`: profiles sealed under it are unreadable
