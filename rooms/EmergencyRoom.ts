@@ -148,6 +148,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     }
     const alert = claimed.alert as unknown as AlertRecord;
     const restoring = claimed.snapshot !== undefined;
+    /** A snapshot written before medical data was sealed: written again (sealed) at the next flush. */
+    let unsealedSnapshot = false;
 
     const now = Date.now();
     const state = new EmergencyState();
@@ -167,6 +169,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     services().emergencies.attach(this);
     if (claimed.snapshot) {
       const saved = snapshotCodec.unpack(claimed.snapshot) as SavedSnapshot;
+      unsealedSnapshot = saved.sealed === undefined;
       assignEmergencyState(this.state, this.unsealed(saved));
       this.seq = saved.seq;
       // nobody is connected to a room that was just restored
@@ -186,7 +189,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.rearmHospitalTimers();
       this.syncHospital(true); // the receiving hospital's wallboard learns of it again
       this.reassertAssignments();
-      this.dirty = false;
+      this.dirty = unsealedSnapshot;
     } else {
       this.dirty = true;
       if (!claimed.bypass) await this.loadProfile(claimed.patientId);

@@ -228,14 +228,33 @@ describe("medical data at rest", () => {
     expect(plaintextFound(await dumpEverything(h.databaseUrl, sql), ALL_SECRETS)).toEqual([]);
   });
 
-  it("a restart brings the live emergency's clinical record back from its sealed snapshot", async () => {
+  it("kill -9 and a restart bring the live emergencies' medical records back from sealed snapshots; one written before sealing is sealed at the next flush", async () => {
+    const { MasterKey, unwrapEmergencyKey, openEmergencyPart } = await import("../src/medical/crypto.ts");
+    const master = MasterKey.fromEnvValue(MASTER);
+    // a second live emergency whose snapshot is rewritten as Haven wrote it before sealing (medical in the clear)
+    const older = await scenario(h, ops, { lat: -0.0917, lng: 34.7680 });
+    await older.faRoom.request("assessment", { mechanism: "ATREST-LEGACY kicked by a cow", injuries: [], treatment: [] });
+    await sleep(100);
     await h.kill();
+    const sealedSnap = await snapshotOf(older.id);
+    const [k] = await sql`select wrapped_key from medical_keys where emergency_id = ${older.id} and purpose = 'clinical'`;
+    const opened = openEmergencyPart(sealedSnap.sealed!.clinical!, unwrapEmergencyKey(k.wrapped_key, master, older.id, "clinical"), older.id, "clinical") as any;
+    const legacy = { seq: sealedSnap.seq, state: { ...sealedSnap.state, medical: { ...opened.medical, profile: { shared: false, bloodType: "", allergies: [], conditions: [], medications: [] } } } };
+    const { Packr } = await import("msgpackr");
+    await sql`update emergency_snapshots set state = ${Buffer.from(new Packr({ useRecords: false }).pack(legacy))} where emergency_id = ${older.id}`;
+
     const restarted = await startHaven({ ...env, DATABASE_URL: h.databaseUrl });
     try {
       const faRoom = await join(restarted, live.fa.acc.token, live.id);
       await waitFor(faRoom, (st) => st.medical?.mechanism === CLINICAL_SECRETS.mechanism, 3000, "clinical record restored");
       expect(faRoom.state.medical.injuries[0]).toBe(CLINICAL_SECRETS.injury);
       expect(faRoom.state.medical.profile.shared).toBe(false); // erased: stays withdrawn
+      const olderRoom = await join(restarted, older.fa.acc.token, older.id);
+      await waitFor(olderRoom, (st) => st.medical?.mechanism === "ATREST-LEGACY kicked by a cow", 3000, "record restored from the unsealed snapshot");
+      await sleep(2600);
+      const resealed = await snapshotOf(older.id);
+      expect(resealed.state.medical).toBeUndefined();
+      expect(resealed.sealed?.clinical).toBeDefined();
     } finally {
       await restarted.stop();
     }
