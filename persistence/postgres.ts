@@ -1,3 +1,4 @@
+import type postgres from "postgres";
 import type { Sql } from "./db.ts";
 import type {
   AuditLog, ClaimedEmergency, DestroyedKey, EmergencyEventRow, EmergencyKeyRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalKeyStore, MedicalProfileStore,
@@ -204,7 +205,7 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
     };
   }
 
-  async erase(patientId: string): Promise<DestroyedKey[] | undefined> {
+  async erase(patientId: string, auditOf?: (k: DestroyedKey) => AuditEntry): Promise<DestroyedKey[] | undefined> {
     if (!isUuid(patientId)) return undefined;
     return this.sql.begin(async (tx) => {
       // the profile row first: a disclosure storing its key at this moment (MedicalKeyStore.addProfile
@@ -214,7 +215,9 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
       if (rows.length === 0) return undefined;
       const keys = await tx<{ emergency_id: string }[]>`
         delete from medical_keys where patient_id = ${patientId} and purpose = 'profile' returning emergency_id`;
-      return keys.map((k) => ({ emergencyId: k.emergency_id, purpose: "profile" as const, patientId }));
+      const destroyed = keys.map((k) => ({ emergencyId: k.emergency_id, purpose: "profile" as const, patientId }));
+      if (auditOf) for (const k of destroyed) await appendAudit(tx, auditOf(k));
+      return destroyed;
     });
   }
 }
@@ -252,17 +255,22 @@ export class PgMedicalKeyStore implements MedicalKeyStore {
     });
   }
 
-  async destroyClosedBefore(cutoff: Date, limit: number): Promise<DestroyedKey[]> {
-    // several nodes may sweep at once: each key is deleted (and reported) by one of them
-    const rows = await this.sql<{ emergency_id: string; purpose: "clinical" | "profile"; patient_id: string }[]>`
-      delete from medical_keys k using emergencies e
-      where e.id = k.emergency_id and (k.emergency_id, k.purpose) in (
-        select k2.emergency_id, k2.purpose from medical_keys k2 join emergencies e2 on e2.id = k2.emergency_id
-        where e2.closed_at is not null and e2.closed_at < ${cutoff}
-        order by e2.closed_at limit ${limit}
-        for update of k2 skip locked)
-      returning k.emergency_id, k.purpose, e.patient_id`;
-    return rows.map((r) => ({ emergencyId: r.emergency_id, purpose: r.purpose, patientId: r.patient_id }));
+  async destroyClosedBefore(cutoff: Date, limit: number, auditOf: (k: DestroyedKey) => AuditEntry): Promise<DestroyedKey[]> {
+    // several nodes may sweep at once: each key is deleted (and audited) by one of them; the
+    // deletions and their audit records commit together
+    return this.sql.begin(async (tx) => {
+      const rows = await tx<{ emergency_id: string; purpose: "clinical" | "profile"; patient_id: string }[]>`
+        delete from medical_keys k using emergencies e
+        where e.id = k.emergency_id and (k.emergency_id, k.purpose) in (
+          select k2.emergency_id, k2.purpose from medical_keys k2 join emergencies e2 on e2.id = k2.emergency_id
+          where e2.closed_at is not null and e2.closed_at < ${cutoff}
+          order by e2.closed_at limit ${limit}
+          for update of k2 skip locked)
+        returning k.emergency_id, k.purpose, e.patient_id`;
+      const destroyed = rows.map((r) => ({ emergencyId: r.emergency_id, purpose: r.purpose, patientId: r.patient_id }));
+      for (const k of destroyed) await appendAudit(tx, auditOf(k));
+      return destroyed;
+    });
   }
 }
 
@@ -272,18 +280,23 @@ export class PgAuditLog implements AuditLog {
   constructor(sql: Sql) { this.sql = sql; }
 
   async append(entry: AuditEntry): Promise<void> {
-    await this.sql.begin(async (tx) => {
-      // the chain needs one writer at a time, cluster-wide
-      await tx`select pg_advisory_xact_lock(7243002)`;
-      const [last] = await tx<{ hash: Buffer }[]>`select hash from audit_log order by seq desc limit 1`;
-      const prev = last?.hash ?? null;
-      const hash = chainHash(prev, entry);
-      await tx`
-        insert into audit_log (at, actor, actor_role, action, subject, emergency_id, fields, break_glass, reason, node, outcome, prev_hash, hash)
-        values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
-                ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
-    });
+    await this.sql.begin((tx) => appendAudit(tx, entry));
   }
+}
+
+type TransactionSql = postgres.TransactionSql<{}>;
+
+/** Appends to the audit chain inside the caller's transaction (so a change and its record commit together). */
+async function appendAudit(tx: TransactionSql, entry: AuditEntry): Promise<void> {
+  // the chain needs one writer at a time, cluster-wide
+  await tx`select pg_advisory_xact_lock(7243002)`;
+  const [last] = await tx<{ hash: Buffer }[]>`select hash from audit_log order by seq desc limit 1`;
+  const prev = last?.hash ?? null;
+  const hash = chainHash(prev, entry);
+  await tx`
+    insert into audit_log (at, actor, actor_role, action, subject, emergency_id, fields, break_glass, reason, node, outcome, prev_hash, hash)
+    values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
+            ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
 }
 
 export class PgEmergencyStore implements EmergencyStore {

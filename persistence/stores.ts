@@ -96,9 +96,10 @@ export interface MedicalProfileStore {
   /**
    * Deletes the profile and its wrapped data key, and in the same transaction the `profile`
    * keys of every emergency that disclosed the profile: the profile and each disclosed copy are
-   * unreadable from then on. Undefined when there was no profile; else the keys destroyed.
+   * unreadable from then on. Undefined when there was no profile; else the keys destroyed, each
+   * audited (`auditOf`) in the same transaction.
    */
-  erase(patientId: string): Promise<DestroyedKey[] | undefined>;
+  erase(patientId: string, auditOf?: (k: DestroyedKey) => import("../src/audit/chain.ts").AuditEntry): Promise<DestroyedKey[] | undefined>;
 }
 
 /** A wrapped data key of one emergency (table `medical_keys`). */
@@ -129,8 +130,11 @@ export interface MedicalKeyStore {
    * it store nothing). Returns the emergency's profile key, or undefined when the profile is gone.
    */
   addProfile(emergencyId: string, patientId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow | undefined>;
-  /** Deletes up to `limit` keys of emergencies closed before `cutoff`; returns what it deleted. */
-  destroyClosedBefore(cutoff: Date, limit: number): Promise<DestroyedKey[]>;
+  /**
+   * Deletes up to `limit` keys of emergencies closed before `cutoff`, each audited (`auditOf`) in
+   * the same transaction; returns what it deleted.
+   */
+  destroyClosedBefore(cutoff: Date, limit: number, auditOf: (k: DestroyedKey) => import("../src/audit/chain.ts").AuditEntry): Promise<DestroyedKey[]>;
 }
 
 export interface AuditLog {

@@ -1,4 +1,5 @@
 import type { KeyObject } from "node:crypto";
+import type { AuditEntry } from "../audit/chain.ts";
 import type { AuditLog, DestroyedKey, EmergencyKeyRow, MedicalKeyStore } from "../../persistence/stores.ts";
 import type { Logger } from "../log.ts";
 import { dataKeyObject, MedicalDecryptError, newDataKey, openEmergencyPart, sealEmergencyPart, unwrapEmergencyKey, wrapEmergencyKey, type MasterKey } from "./crypto.ts";
@@ -125,29 +126,25 @@ export class EmergencyMedical {
     });
   }
 
-  /** One audit record per destroyed key: whose data, which emergency, which fields, and why. */
-  async destroyed(keys: DestroyedKey[], why: "retention" | "erasure", actor: { sub: string; role: string } = { sub: "system", role: "system" }): Promise<void> {
-    for (const k of keys) {
-      await this.audit.append({
-        at: new Date(), actor: actor.sub, actorRole: actor.role, action: "emergency_medical.destroy", subject: k.patientId,
-        emergencyId: k.emergencyId, fields: k.purpose === "clinical" ? [...CLINICAL_FIELDS] : [...EMERGENCY_SUMMARY_FIELDS],
-        breakGlass: false, reason: why, node: this.node, outcome: "ok",
-      });
-    }
+  /** The audit record of a destroyed key: whose data, which emergency, which fields, and why. */
+  destructionRecord(k: DestroyedKey, why: "retention" | "erasure", actor: { sub: string; role: string } = { sub: "system", role: "system" }): AuditEntry {
+    return {
+      at: new Date(), actor: actor.sub, actorRole: actor.role, action: "emergency_medical.destroy", subject: k.patientId,
+      emergencyId: k.emergencyId, fields: k.purpose === "clinical" ? [...CLINICAL_FIELDS] : [...EMERGENCY_SUMMARY_FIELDS],
+      breakGlass: false, reason: why, node: this.node, outcome: "ok",
+    };
   }
 
   /**
-   * Destroys the keys of emergencies closed longer than `retentionMs` ago, in batches, and audits
-   * each. Any node may run it at the same time as others: each key is destroyed by one of them.
+   * Destroys the keys of emergencies closed longer than `retentionMs` ago, in batches, each with
+   * its audit record in the same transaction. Any node may run it at the same time as others: each key is destroyed by one of them.
    */
   async sweepRetention(retentionMs: number, batch = 200): Promise<number> {
     const cutoff = new Date(Date.now() - retentionMs);
     let total = 0;
     for (;;) {
-      const gone = await this.keys.destroyClosedBefore(cutoff, batch);
-      if (gone.length === 0) break;
+      const gone = await this.keys.destroyClosedBefore(cutoff, batch, (k) => this.destructionRecord(k, "retention"));
       total += gone.length;
-      await this.destroyed(gone, "retention");
       if (gone.length < batch) break;
     }
     if (total > 0) this.log.info({ keys: total }, "medical data of closed emergencies destroyed after the retention period");

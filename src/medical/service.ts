@@ -45,10 +45,10 @@ export class MedicalProfiles {
     if (p.role !== "patient" || p.bypass) throw new HavenError("FORBIDDEN", "a medical profile belongs to a registered patient");
   }
 
-  private async record(p: Principal, action: string, outcome: "ok" | "denied" | "error", extra: { fields?: string[]; emergencyId?: string; subject?: string; reason?: string } = {}): Promise<void> {
+  private async record(p: Principal, action: string, outcome: "ok" | "denied" | "error", extra: { fields?: string[]; emergencyId?: string; subject?: string } = {}): Promise<void> {
     await this.audit.append({
       at: new Date(), actor: p.sub, actorRole: p.role, action, subject: extra.subject ?? p.sub,
-      emergencyId: extra.emergencyId, fields: extra.fields, breakGlass: false, reason: extra.reason, node: this.node, outcome,
+      emergencyId: extra.emergencyId, fields: extra.fields, breakGlass: false, node: this.node, outcome,
     });
   }
 
@@ -96,12 +96,13 @@ export class MedicalProfiles {
    */
   async erase(p: Principal): Promise<void> {
     this.requireOwner(p);
-    const destroyed = await this.store.erase(p.sub);
+    // each disclosed copy's key is destroyed and audited in the erasure's own transaction
+    const destroyed = await this.store.erase(p.sub, (k) => ({
+      at: new Date(), actor: p.sub, actorRole: p.role, action: "emergency_medical.destroy", subject: p.sub, emergencyId: k.emergencyId,
+      fields: [...EMERGENCY_SUMMARY_FIELDS], breakGlass: false, reason: "erasure", node: this.node, outcome: "ok",
+    }));
     if (!destroyed) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
     await this.record(p, "medical_profile.erase", "ok");
-    for (const k of destroyed) {
-      await this.record(p, "emergency_medical.destroy", "ok", { emergencyId: k.emergencyId, fields: [...EMERGENCY_SUMMARY_FIELDS], reason: "erasure" });
-    }
     await this.onErased?.(p.sub, destroyed.map((k) => k.emergencyId)).catch(() => undefined);
   }
 
