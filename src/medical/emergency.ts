@@ -137,7 +137,8 @@ export class EmergencyMedical {
 
   /**
    * Destroys the keys of emergencies closed longer than `retentionMs` ago, in batches, each with
-   * its audit record in the same transaction. Any node may run it at the same time as others: each key is destroyed by one of them.
+   * its audit record in the same transaction. Any node may run it at the same time as others:
+   * each key is destroyed (and audited) by one of them.
    */
   async sweepRetention(retentionMs: number, batch = 200): Promise<number> {
     const cutoff = new Date(Date.now() - retentionMs);
