@@ -101,6 +101,11 @@ type Run = Awaited<ReturnType<typeof scenario>>;
 let handedOver: Run;
 let live: Run;
 let snapshotsBeforeErasure: Map<string, Buffer>;
+/** Every emergency run on the first server: their clients stop reconnecting when it is killed. */
+const runs: Run[] = [];
+const noReconnect = () => {
+  for (const r of runs) for (const room of [r.pRoom, r.faRoom, r.crewRoom, r.fa.duty, r.crew.duty]) room.reconnection.maxRetries = 0;
+};
 
 async function snapshotOf(id: string): Promise<{ seq: number; state: any; sealed?: { clinical?: Buffer; profile?: Buffer } }> {
   const [row] = await sql`select state from emergency_snapshots where emergency_id = ${id}`;
@@ -132,6 +137,7 @@ describe("medical data at rest", () => {
 
     // 2. cancelled with a note
     const cancelled = await scenario(h, ops, { ...PLACES.nakuru, note: CLINICAL_SECRETS.alertNote } as never);
+    runs.push(cancelled);
     await cancelled.pRoom.request("cancel", { reason: "other", note: CLINICAL_SECRETS.cancelNote });
 
     // 3. live: consented profile and an assessment, positions streaming (the snapshot flusher's path)
@@ -235,6 +241,8 @@ describe("medical data at rest", () => {
     const older = await scenario(h, ops, { lat: -0.0917, lng: 34.7680 });
     await older.faRoom.request("assessment", { mechanism: "ATREST-LEGACY kicked by a cow", injuries: [], treatment: [] });
     await sleep(100);
+    runs.push(handedOver, live, older);
+    noReconnect();
     await h.kill();
     const sealedSnap = await snapshotOf(older.id);
     const [k] = await sql`select wrapped_key from medical_keys where emergency_id = ${older.id} and purpose = 'clinical'`;
