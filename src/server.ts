@@ -185,10 +185,17 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     emergencyMedical: new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit: new PgAuditLog(db.sql), master: masterKey, node: config.nodeName, log }),
   };
   setServices(s);
-  // an erased profile leaves the patient's live emergency at once (its key is already destroyed)
+  // an erased profile leaves the patient's live emergency at once (its key is already destroyed);
+  // a room still being created (loading that very profile) answers a moment later
   s.medical.onErased = async (patientId) => {
-    const active = await emergencyStore.activeFor(patientId);
-    if (active) await matchMaker.remoteRoomCall(active, "profileErased", []).catch(() => undefined);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const active = await emergencyStore.activeFor(patientId);
+      if (!active) return;
+      const done = await matchMaker.remoteRoomCall(active, "profileErased", []).then(() => true, () => false);
+      if (done) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    log.warn("an erased profile's live emergency could not be told; its summary stays on screen until the emergency ends (what is stored of it can no longer be opened)");
   };
 
   const accounts = new Accounts({

@@ -103,7 +103,8 @@ export class MedicalProfiles {
     }));
     if (!destroyed) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
     await this.record(p, "medical_profile.erase", "ok");
-    await this.onErased?.(p.sub, destroyed.map((k) => k.emergencyId)).catch(() => undefined);
+    // the live emergency is told in the background: the erasure itself is complete here
+    void this.onErased?.(p.sub, destroyed.map((k) => k.emergencyId)).catch(() => undefined);
   }
 
   /** The emergency summary of a patient who consented to sharing, or undefined. Not audited: audit each disclosure. */
