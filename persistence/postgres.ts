@@ -326,9 +326,12 @@ export class PgEmergencyStore implements EmergencyStore {
         where id = ${id} and status not in ('handed_over', 'cancelled')
         returning fence, patient_id, bypass`;
       if (!row) return undefined;
-      const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
-      const [alert] = await tx<{ payload: Record<string, unknown> }[]>`select payload from emergency_events where emergency_id = ${id} and seq = 1`;
-      const keys = await tx<KeyRow[]>`select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${id}`;
+      // three reads, pipelined: one round trip
+      const [[snap], [alert], keys] = await Promise.all([
+        tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`,
+        tx<{ payload: Record<string, unknown> }[]>`select payload from emergency_events where emergency_id = ${id} and seq = 1`,
+        tx<KeyRow[]>`select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${id}`,
+      ]);
       return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, keys: keys.map(toKey) };
     });
   }
