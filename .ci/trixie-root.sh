@@ -26,8 +26,9 @@
 # (resolv.conf, hosts, the CA bundle) are copied in on every run.
 #
 # Settings (environment): HAVEN_TRIXIE_ROOT, HAVEN_TRIXIE_NODE_VERSION (24.21.0),
-# HAVEN_TRIXIE_NPM_VERSION (11.19.1), HAVEN_TRIXIE_PACKAGES (ca-certificates redis-server: the Redis
-# outage test starts a Redis server of its own),
+# HAVEN_TRIXIE_NPM_VERSION (11.19.1), HAVEN_TRIXIE_PACKAGES (ca-certificates redis-server
+# postgresql-client: the Redis outage test starts a Redis server of its own, and the at-rest test
+# dumps the database with pg_dump, which trixie ships as version 17: it dumps older servers too),
 # HAVEN_TRIXIE_MIRROR (empty: debootstrap's default Debian mirror).
 set -euo pipefail
 
@@ -39,7 +40,7 @@ PARENT=$(dirname "$ROOT")
 SUITE=trixie
 NODE_VERSION=${HAVEN_TRIXIE_NODE_VERSION:-24.21.0}
 NPM_VERSION=${HAVEN_TRIXIE_NPM_VERSION:-11.19.1}
-PACKAGES=${HAVEN_TRIXIE_PACKAGES:-ca-certificates redis-server}
+PACKAGES=${HAVEN_TRIXIE_PACKAGES:-ca-certificates redis-server postgresql-client}
 MIRROR=${HAVEN_TRIXIE_MIRROR:-}
 MARKER=.haven-trixie-ready
 NODE_DIR=/opt/node24

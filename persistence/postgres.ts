@@ -1,7 +1,8 @@
+import type postgres from "postgres";
 import type { Sql } from "./db.ts";
 import type {
-  AuditLog, ClaimedEmergency, EmergencyEventRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalProfileStore, RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore,
-  StoredMedicalProfile, User, UserStore,
+  AuditLog, ClaimedEmergency, DestroyedKey, EmergencyEventRow, EmergencyKeyRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalKeyStore, MedicalProfileStore,
+  RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore, StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
 import { FencedError, type SnapshotRow } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
@@ -178,12 +179,17 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
   constructor(sql: Sql) { this.sql = sql; }
 
   async upsert(p: StoredMedicalProfile): Promise<void> {
-    await this.sql`
-      insert into medical_profiles (patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at)
-      values (${p.patientId}, ${p.keyId}, ${p.wrappedKey}, ${p.ciphertext}, ${p.iv}, ${p.tag}, ${p.consentSharing}, ${p.consentVersion}, ${new Date(p.updatedAt)})
-      on conflict (patient_id) do update set key_id = excluded.key_id, wrapped_key = excluded.wrapped_key,
-        ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag, consent_sharing = excluded.consent_sharing,
-        consent_version = excluded.consent_version, updated_at = excluded.updated_at`;
+    // the wrapped key and the ciphertext live in separate tables (backed up apart), written together
+    await this.sql.begin(async (tx) => {
+      await tx`
+        insert into medical_profiles (patient_id, ciphertext, iv, tag, consent_sharing, consent_version, updated_at)
+        values (${p.patientId}, ${p.ciphertext}, ${p.iv}, ${p.tag}, ${p.consentSharing}, ${p.consentVersion}, ${new Date(p.updatedAt)})
+        on conflict (patient_id) do update set ciphertext = excluded.ciphertext, iv = excluded.iv, tag = excluded.tag,
+          consent_sharing = excluded.consent_sharing, consent_version = excluded.consent_version, updated_at = excluded.updated_at`;
+      await tx`
+        insert into medical_profile_keys (patient_id, key_id, wrapped_key) values (${p.patientId}, ${p.keyId}, ${p.wrappedKey})
+        on conflict (patient_id) do update set key_id = excluded.key_id, wrapped_key = excluded.wrapped_key`;
+    });
   }
 
   async get(patientId: string): Promise<StoredMedicalProfile | undefined> {
@@ -191,18 +197,80 @@ export class PgMedicalProfileStore implements MedicalProfileStore {
     const [r] = await this.sql<{
       patient_id: string; key_id: string; wrapped_key: Buffer; ciphertext: Buffer; iv: Buffer; tag: Buffer;
       consent_sharing: boolean; consent_version: number; updated_at: Date;
-    }[]>`select patient_id, key_id, wrapped_key, ciphertext, iv, tag, consent_sharing, consent_version, updated_at
-         from medical_profiles where patient_id = ${patientId}`;
+    }[]>`select p.patient_id, k.key_id, k.wrapped_key, p.ciphertext, p.iv, p.tag, p.consent_sharing, p.consent_version, p.updated_at
+         from medical_profiles p join medical_profile_keys k on k.patient_id = p.patient_id where p.patient_id = ${patientId}`;
     return r && {
       patientId: r.patient_id, keyId: r.key_id, wrappedKey: r.wrapped_key, ciphertext: r.ciphertext, iv: r.iv, tag: r.tag,
       consentSharing: r.consent_sharing, consentVersion: r.consent_version, updatedAt: r.updated_at.getTime(),
     };
   }
 
-  async erase(patientId: string): Promise<boolean> {
-    if (!isUuid(patientId)) return false;
-    const rows = await this.sql`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
-    return rows.length === 1;
+  async erase(patientId: string, auditOf?: (k: DestroyedKey) => AuditEntry): Promise<DestroyedKey[] | undefined> {
+    if (!isUuid(patientId)) return undefined;
+    return this.sql.begin(async (tx) => {
+      // the profile row first: a disclosure storing its key at this moment (MedicalKeyStore.addProfile
+      // holds a share lock on this row) finishes before, and its key is deleted just below
+      const rows = await tx`delete from medical_profiles where patient_id = ${patientId} returning patient_id`;
+      await tx`delete from medical_profile_keys where patient_id = ${patientId}`;
+      if (rows.length === 0) return undefined;
+      const keys = await tx<{ emergency_id: string }[]>`
+        delete from medical_keys where patient_id = ${patientId} and purpose = 'profile' returning emergency_id`;
+      const destroyed = keys.map((k) => ({ emergencyId: k.emergency_id, purpose: "profile" as const, patientId }));
+      if (auditOf) for (const k of destroyed) await appendAudit(tx, auditOf(k));
+      return destroyed;
+    });
+  }
+}
+
+type KeyRow = { purpose: "clinical" | "profile"; patient_id: string | null; key_id: string; wrapped_key: Buffer };
+const toKey = (r: KeyRow): EmergencyKeyRow => ({ purpose: r.purpose, patientId: r.patient_id ?? undefined, keyId: r.key_id, wrappedKey: r.wrapped_key });
+
+/** The wrapped keys of emergencies (table `medical_keys`), apart from the ciphertext they open. */
+export class PgMedicalKeyStore implements MedicalKeyStore {
+  private readonly sql: Sql;
+  constructor(sql: Sql) { this.sql = sql; }
+
+  async addClinical(emergencyId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow> {
+    await this.sql`
+      insert into medical_keys (emergency_id, purpose, key_id, wrapped_key) values (${emergencyId}, 'clinical', ${keyId}, ${wrappedKey})
+      on conflict (emergency_id, purpose) do nothing`;
+    const [row] = await this.sql<KeyRow[]>`
+      select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${emergencyId} and purpose = 'clinical'`;
+    if (!row) throw new Error("the emergency's clinical key was destroyed");
+    return toKey(row);
+  }
+
+  async addProfile(emergencyId: string, patientId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow | undefined> {
+    if (!isUuid(patientId)) return undefined;
+    return this.sql.begin(async (tx) => {
+      // an erasure deletes this row; holding it here orders the two (see PgMedicalProfileStore.erase)
+      const [profile] = await tx`select 1 from medical_profiles where patient_id = ${patientId} for key share`;
+      if (!profile) return undefined;
+      await tx`
+        insert into medical_keys (emergency_id, purpose, patient_id, key_id, wrapped_key) values (${emergencyId}, 'profile', ${patientId}, ${keyId}, ${wrappedKey})
+        on conflict (emergency_id, purpose) do nothing`;
+      const [row] = await tx<KeyRow[]>`
+        select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${emergencyId} and purpose = 'profile'`;
+      return row && toKey(row);
+    });
+  }
+
+  async destroyClosedBefore(cutoff: Date, limit: number, auditOf: (k: DestroyedKey) => AuditEntry): Promise<DestroyedKey[]> {
+    // several nodes may sweep at once: each key is deleted (and audited) by one of them; the
+    // deletions and their audit records commit together
+    return this.sql.begin(async (tx) => {
+      const rows = await tx<{ emergency_id: string; purpose: "clinical" | "profile"; patient_id: string }[]>`
+        delete from medical_keys k using emergencies e
+        where e.id = k.emergency_id and (k.emergency_id, k.purpose) in (
+          select k2.emergency_id, k2.purpose from medical_keys k2 join emergencies e2 on e2.id = k2.emergency_id
+          where e2.closed_at is not null and e2.closed_at < ${cutoff}
+          order by e2.closed_at limit ${limit}
+          for update of k2 skip locked)
+        returning k.emergency_id, k.purpose, e.patient_id`;
+      const destroyed = rows.map((r) => ({ emergencyId: r.emergency_id, purpose: r.purpose, patientId: r.patient_id }));
+      for (const k of destroyed) await appendAudit(tx, auditOf(k));
+      return destroyed;
+    });
   }
 }
 
@@ -212,25 +280,31 @@ export class PgAuditLog implements AuditLog {
   constructor(sql: Sql) { this.sql = sql; }
 
   async append(entry: AuditEntry): Promise<void> {
-    await this.sql.begin(async (tx) => {
-      // the chain needs one writer at a time, cluster-wide
-      await tx`select pg_advisory_xact_lock(7243002)`;
-      const [last] = await tx<{ hash: Buffer }[]>`select hash from audit_log order by seq desc limit 1`;
-      const prev = last?.hash ?? null;
-      const hash = chainHash(prev, entry);
-      await tx`
-        insert into audit_log (at, actor, actor_role, action, subject, emergency_id, fields, break_glass, reason, node, outcome, prev_hash, hash)
-        values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
-                ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
-    });
+    await this.sql.begin((tx) => appendAudit(tx, entry));
   }
+}
+
+type TransactionSql = postgres.TransactionSql<{}>;
+
+/** Appends to the audit chain inside the caller's transaction (so a change and its record commit together). */
+async function appendAudit(tx: TransactionSql, entry: AuditEntry): Promise<void> {
+  // the chain needs one writer at a time, cluster-wide
+  await tx`select pg_advisory_xact_lock(7243002)`;
+  const [last] = await tx<{ hash: Buffer }[]>`select hash from audit_log order by seq desc limit 1`;
+  const prev = last?.hash ?? null;
+  const hash = chainHash(prev, entry);
+  await tx`
+    insert into audit_log (at, actor, actor_role, action, subject, emergency_id, fields, break_glass, reason, node, outcome, prev_hash, hash)
+    values (${entry.at}, ${entry.actor}, ${entry.actorRole}, ${entry.action}, ${entry.subject ?? null}, ${entry.emergencyId ?? null},
+            ${entry.fields ?? null}, ${entry.breakGlass}, ${entry.reason ?? null}, ${entry.node ?? null}, ${entry.outcome}, ${prev}, ${hash})`;
 }
 
 export class PgEmergencyStore implements EmergencyStore {
   private readonly sql: Sql;
   constructor(sql: Sql) { this.sql = sql; }
 
-  async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void> {
+  async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow,
+    clinicalKey?: { keyId: string; wrappedKey: Buffer }): Promise<void> {
     await this.sql.begin(async (tx) => {
       await tx`
         insert into emergencies (id, patient_id, bypass, status, priority, created_at, node)
@@ -238,6 +312,9 @@ export class PgEmergencyStore implements EmergencyStore {
       await tx`
         insert into emergency_events (emergency_id, seq, type, actor, payload, idempotency_key, at)
         values (${e.id}, ${first.seq}, ${first.type}, ${first.actor}, ${tx.json(first.payload as never)}, ${first.idempotencyKey ?? null}, ${new Date(first.at)})`;
+      if (clinicalKey) {
+        await tx`insert into medical_keys (emergency_id, purpose, key_id, wrapped_key) values (${e.id}, 'clinical', ${clinicalKey.keyId}, ${clinicalKey.wrappedKey})`;
+      }
     });
   }
 
@@ -249,9 +326,13 @@ export class PgEmergencyStore implements EmergencyStore {
         where id = ${id} and status not in ('handed_over', 'cancelled', 'expired')
         returning fence, patient_id, bypass`;
       if (!row) return undefined;
-      const [snap] = await tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
-      const [alert] = await tx<{ payload: Record<string, unknown>; at: Date }[]>`select payload, at from emergency_events where emergency_id = ${id} and seq = 1`;
-      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, alertAt: alert?.at.getTime() };
+      // three reads, pipelined: one round trip
+      const [[snap], [alert], keys] = await Promise.all([
+        tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`,
+        tx<{ payload: Record<string, unknown>; at: Date }[]>`select payload, at from emergency_events where emergency_id = ${id} and seq = 1`,
+        tx<KeyRow[]>`select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${id}`,
+      ]);
+      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, keys: keys.map(toKey), alertAt: alert?.at.getTime() };
     });
   }
 

@@ -93,8 +93,48 @@ export interface StoredMedicalProfile {
 export interface MedicalProfileStore {
   upsert(p: StoredMedicalProfile): Promise<void>;
   get(patientId: string): Promise<StoredMedicalProfile | undefined>;
-  /** Deletes the row and with it the wrapped data key: the profile is unreadable from then on. */
-  erase(patientId: string): Promise<boolean>;
+  /**
+   * Deletes the profile and its wrapped data key, and in the same transaction the `profile`
+   * keys of every emergency that disclosed the profile: the profile and each disclosed copy are
+   * unreadable from then on. Undefined when there was no profile; else the keys destroyed, each
+   * audited (`auditOf`) in the same transaction.
+   */
+  erase(patientId: string, auditOf?: (k: DestroyedKey) => import("../src/audit/chain.ts").AuditEntry): Promise<DestroyedKey[] | undefined>;
+}
+
+/** A wrapped data key of one emergency (table `medical_keys`). */
+export interface EmergencyKeyRow {
+  purpose: "clinical" | "profile";
+  /** The patient a `profile` key belongs to. */
+  patientId?: string;
+  /** Which master key wrapped it (MasterKey.keyId). */
+  keyId: string;
+  wrappedKey: Buffer;
+}
+
+/** A key that was destroyed, for the audit record. */
+export interface DestroyedKey {
+  emergencyId: string;
+  purpose: "clinical" | "profile";
+  /** The patient of the emergency. */
+  patientId: string;
+}
+
+/** The wrapped keys of emergencies, kept apart from the ciphertext they open. */
+export interface MedicalKeyStore {
+  /** Stores a `clinical` key unless the emergency has one; returns the emergency's key either way. */
+  addClinical(emergencyId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow>;
+  /**
+   * Stores the key that seals the profile summary disclosed to an emergency, only while the
+   * patient's profile exists (an erasure running at the same time either waits for this or makes
+   * it store nothing). Returns the emergency's profile key, or undefined when the profile is gone.
+   */
+  addProfile(emergencyId: string, patientId: string, keyId: string, wrappedKey: Buffer): Promise<EmergencyKeyRow | undefined>;
+  /**
+   * Deletes up to `limit` keys of emergencies closed before `cutoff`, each audited (`auditOf`) in
+   * the same transaction; returns what it deleted.
+   */
+  destroyClosedBefore(cutoff: Date, limit: number, auditOf: (k: DestroyedKey) => import("../src/audit/chain.ts").AuditEntry): Promise<DestroyedKey[]>;
 }
 
 export interface AuditLog {
@@ -129,6 +169,8 @@ export interface ActiveEmergency {
   alert: Record<string, unknown>;
   /** When the alert was recorded (the `call_received` event's time). */
   alertAt?: number;
+  /** The emergency's wrapped data keys (none for an emergency recorded before they existed). */
+  keys: EmergencyKeyRow[];
 }
 
 /** A write by a room whose emergency was taken over by another node (its fencing token is stale). */
@@ -147,11 +189,12 @@ export interface ClaimedEmergency extends ActiveEmergency {
 }
 
 export interface EmergencyStore {
-  /** Records a raised alert and its first event in one transaction. */
-  open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow): Promise<void>;
+  /** Records a raised alert, its first event and the emergency's clinical key in one transaction. */
+  open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow,
+    clinicalKey?: { keyId: string; wrappedKey: Buffer }): Promise<void>;
   /**
    * Takes an active emergency over for the room of process `owner`: raises its fencing token and
-   * returns it with the latest snapshot, read after the raise, so no write of an earlier holder
+   * returns it with the latest snapshot and its wrapped keys, read after the raise, so no write of an earlier holder
    * can land after it. Undefined when the emergency is not active.
    */
   claim(id: string, owner: string, node: string): Promise<ClaimedEmergency | undefined>;

@@ -16,10 +16,23 @@ import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./schema/E
 import { assignEmergencyState } from "./schema/restore.ts";
 import { Packr } from "msgpackr";
 import { HeldChanges, type RoomTimer } from "./patches.ts";
+import type { KeyObject } from "node:crypto";
 import { FencedError, type EmergencyEventRow } from "../persistence/stores.ts";
+import { NOTE_EVENTS, PART, CLINICAL_FIELDS } from "../src/medical/emergency.ts";
 
-/** Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions). */
+/**
+ * Snapshots are plain JSON of the state, msgpack on disk (no records, no extensions), without
+ * the medical part and without the free-text notes of the timeline: those travel sealed beside it
+ * (`sealed.clinical`, `sealed.profile`; see `snapshot()`), and are put back on restore.
+ */
 const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
+
+/** A snapshot as stored. `sealed` is absent in snapshots written before medical data was sealed. */
+interface SavedSnapshot {
+  seq: number;
+  state: Record<string, any>;
+  sealed?: { clinical?: Uint8Array; profile?: Uint8Array };
+}
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -35,6 +48,9 @@ interface AlertRecord {
   lng: number;
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
+  /** The alert's note, sealed under the emergency's clinical key (base64). */
+  sealedNote?: string;
+  /** The note in the clear, as alerts recorded before notes were sealed kept it. */
   note?: string;
 }
 
@@ -105,6 +121,17 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   dirty = false;
   /** The fencing token of this room's hold on the emergency: every write carries it. */
   fence = 0;
+  /** The emergency's data keys (src/medical/emergency.ts): in memory only while the room runs. */
+  private clinicalKey!: KeyObject;
+  private profileKey?: KeyObject;
+  /** Bumped whenever the assessment or a note changes (clinical) or the profile summary does. */
+  private clinicalVersion = 0;
+  private profileVersion = 0;
+  /** The sealed parts of the last snapshot, kept until their part changes: a flush re-encrypts nothing unchanged. */
+  private sealedClinical?: { version: number; bytes: Buffer };
+  private sealedProfile?: { version: number; bytes: Buffer | undefined };
+  /** The patient erased their profile during the emergency: its summary stays withdrawn. */
+  private profileWithdrawn = false;
 
   protected readonly handlers: Record<string, MessageHandler<EmergencyRoom>> = {
     position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
@@ -135,8 +162,18 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       throw new HavenError("EMERGENCY_NOT_FOUND", `EMERGENCY_NOT_FOUND: no active emergency ${this.roomId}`);
     }
     this.fence = claimed.fence;
+    try {
+      const keys = await services().emergencyMedical.open(this.roomId, claimed.keys);
+      this.clinicalKey = keys.clinical;
+      this.profileKey = keys.profile;
+    } catch (error) {
+      this.releaseId();
+      throw error;
+    }
     const alert = claimed.alert as unknown as AlertRecord;
     const restoring = claimed.snapshot !== undefined;
+    /** A snapshot written before medical data was sealed: written again (sealed) at the next flush. */
+    let unsealedSnapshot = false;
 
     const now = claimed.alertAt ?? Date.now();
     const state = new EmergencyState();
@@ -155,14 +192,20 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.setState(state);
     services().emergencies.attach(this);
     if (claimed.snapshot) {
-      const saved = snapshotCodec.unpack(claimed.snapshot) as { seq: number; state: Record<string, unknown> };
-      assignEmergencyState(this.state, saved.state);
+      const saved = snapshotCodec.unpack(claimed.snapshot) as SavedSnapshot;
+      unsealedSnapshot = saved.sealed === undefined;
+      assignEmergencyState(this.state, this.unsealed(saved));
       this.seq = saved.seq;
       for (const e of this.state.timeline) if (e.type === "en_route") this.enRoute.add(e.actor.slice(e.actor.indexOf(":") + 1));
       // nobody is connected to a room that was just restored
       for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
+      // a snapshot from before sealing held the summary in the clear: it needs a key of its own now
+      if (this.state.medical.profile.shared && !this.profileKey) {
+        this.profileKey = await services().emergencyMedical.profileKey(this.roomId, claimed.patientId).catch(() => undefined);
+        if (!this.profileKey) this.withdrawProfile();
+      }
     } else {
-      this.event("call_received", `patient:${claimed.patientId}`, alert.note ?? "", now);
+      this.event("call_received", `patient:${claimed.patientId}`, this.alertNote(alert), now);
       this.unsaved = []; // recorded with the alert
     }
 
@@ -174,7 +217,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.rearmHospitalTimers();
       this.syncHospital(true); // the receiving hospital's wallboard learns of it again
       this.reassertAssignments();
-      this.dirty = false;
+      this.dirty = unsealedSnapshot;
     } else {
       this.dirty = true;
       if (!claimed.bypass) await this.loadProfile(claimed.patientId);
@@ -290,9 +333,98 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     while (this.unsaved.length > 0 && this.unsaved[0].seq <= seq) this.unsaved.shift();
   }
 
-  /** The state as a snapshot: msgpack of its plain JSON, with the timeline position. */
+  /**
+   * The state as a snapshot: msgpack of its plain JSON with the timeline position, with nothing
+   * medical in the clear. The medical part and the timeline's free-text notes are left out of the
+   * JSON and stored sealed beside it: `sealed.clinical` (assessment and notes, under the clinical
+   * key) and `sealed.profile` (the disclosed summary, under the profile key). Each sealed part is
+   * encrypted again only when it changed since the last snapshot.
+   */
   snapshot(): { seq: number; state: Buffer } {
-    return { seq: this.seq, state: Buffer.from(snapshotCodec.pack({ seq: this.seq, state: this.state.toJSON() })) };
+    const state = this.state.toJSON() as Record<string, any>;
+    delete state.medical;
+    for (const e of state.timeline as { type: string; detail: string }[]) if (e.detail && NOTE_EVENTS.has(e.type)) e.detail = "";
+    const saved: SavedSnapshot = { seq: this.seq, state, sealed: this.sealedParts() };
+    return { seq: this.seq, state: Buffer.from(snapshotCodec.pack(saved)) };
+  }
+
+  /** The sealed medical parts for a snapshot: from the cache while their part is unchanged. */
+  private sealedParts(): { clinical: Buffer; profile?: Buffer } {
+    const medical = services().emergencyMedical;
+    if (this.sealedClinical?.version !== this.clinicalVersion) {
+      const record = this.state.medical.toJSON() as Record<string, unknown>;
+      delete record.profile;
+      const notes = [...this.state.timeline].filter((e) => e.detail && NOTE_EVENTS.has(e.type)).map((e) => [e.seq, e.detail]);
+      this.sealedClinical = { version: this.clinicalVersion, bytes: medical.seal({ medical: record, notes }, this.clinicalKey, this.roomId, PART.clinical) };
+    }
+    if (this.sealedProfile?.version !== this.profileVersion) {
+      const profile = this.state.medical.profile;
+      // a summary is only ever kept under its key; without one (erased) it is not kept at all
+      const bytes = profile.shared && this.profileKey ? medical.seal(profile.toJSON(), this.profileKey, this.roomId, PART.profile) : undefined;
+      this.sealedProfile = { version: this.profileVersion, bytes };
+    }
+    return this.sealedProfile.bytes ? { clinical: this.sealedClinical.bytes, profile: this.sealedProfile.bytes } : { clinical: this.sealedClinical.bytes };
+  }
+
+  /**
+   * A stored snapshot's state with its sealed parts opened and put back: the medical part and the
+   * timeline's notes. A part that does not open (its key destroyed) comes back empty. Snapshots
+   * written before sealing have their medical part in the clear, and are taken as they are (the
+   * next snapshot seals it).
+   */
+  private unsealed(saved: SavedSnapshot): Record<string, any> {
+    const state = saved.state;
+    this.clinicalVersion++;
+    this.profileVersion++;
+    if (!saved.sealed) return state;
+    const medical = services().emergencyMedical;
+    let record: Record<string, any> = {};
+    if (saved.sealed.clinical) {
+      try {
+        const opened = medical.unseal(saved.sealed.clinical, this.clinicalKey, this.roomId, PART.clinical) as { medical: Record<string, any>; notes: [number, string][] };
+        record = opened.medical ?? {};
+        const bySeq = new Map(opened.notes ?? []);
+        for (const e of (state.timeline ?? []) as { seq: number; detail: string }[]) {
+          const note = bySeq.get(e.seq);
+          if (note !== undefined) e.detail = note;
+        }
+      } catch (error) {
+        services().log.error({ err: error, emergencyId: this.roomId }, "the emergency's clinical record could not be opened; it is restored without it");
+      }
+    }
+    let profile: Record<string, any> | undefined;
+    if (saved.sealed.profile && this.profileKey) {
+      try {
+        profile = medical.unseal(saved.sealed.profile, this.profileKey, this.roomId, PART.profile) as Record<string, any>;
+      } catch (error) {
+        services().log.error({ err: error, emergencyId: this.roomId }, "the emergency's profile summary could not be opened; it is restored without it");
+      }
+    }
+    state.medical = { ...record, profile: profile ?? { shared: false, bloodType: "", allergies: [], conditions: [], medications: [] } };
+    return state;
+  }
+
+  /** The alert's note, opened from the alert record. */
+  private alertNote(alert: AlertRecord): string {
+    if (!alert.sealedNote) return alert.note ?? "";
+    try {
+      return String(services().emergencyMedical.unseal(Buffer.from(alert.sealedNote, "base64"), this.clinicalKey, this.roomId, PART.event(1)));
+    } catch (error) {
+      services().log.error({ err: error, emergencyId: this.roomId }, "the alert's note could not be opened");
+      return "";
+    }
+  }
+
+  /** A committed event's payload: a free-text note sealed under the clinical key, anything else as it is. */
+  /** A timeline event as the database keeps it (its note sealed). */
+  private eventRow(e: TimelineEvent): EmergencyEventRow {
+    return { seq: e.seq, type: e.type, actor: e.actor, payload: this.eventPayload(e), at: e.at };
+  }
+
+  private eventPayload(e: TimelineEvent): Record<string, unknown> {
+    if (!e.detail || !NOTE_EVENTS.has(e.type)) return { detail: e.detail };
+    const sealed = services().emergencyMedical.seal(e.detail, this.clinicalKey, this.roomId, PART.event(e.seq));
+    return { sealed: sealed.toString("base64") };
   }
 
   /** A side effect of a critical change (a call to another actor, a disconnect): run once the change is committed. */
@@ -350,7 +482,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
         effects = this.effects;
         this.effects = undefined;
         const changed = [...this.state.timeline].filter((e) => e.seq > seqBefore).map((e, i) => ({
-          ...eventRow(e), idempotencyKey: i === 0 && key ? key : undefined,
+          ...this.eventRow(e), idempotencyKey: i === 0 && key ? key : undefined,
         }));
         // events raised outside a critical change and not written yet go with it
         const carried = this.unsaved.at(-1)?.seq ?? 0;
@@ -417,6 +549,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private undo(before: Record<string, unknown>, seq: number): void {
     assignEmergencyState(this.state, before);
     this.seq = seq;
+    this.clinicalVersion++;
+    this.profileVersion++;
+    if (this.profileWithdrawn) this.withdrawProfile();
     this.rearmHospitalTimers();
     this.resumeDispatch();
     this.armEscalation();
@@ -427,6 +562,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     try {
       const summary = await services().medical.summaryFor(patientId);
       if (!summary) return;
+      // the summary is kept (sealed) under a key of its own, linked to the patient, stored only
+      // while the profile exists: an erasure destroys it, and one that came first stops it here
+      this.profileKey ??= await services().emergencyMedical.profileKey(this.roomId, patientId);
+      if (!this.profileKey || this.profileWithdrawn) return;
+      this.profileVersion++;
       const p = this.state.medical.profile;
       p.shared = true;
       p.bloodType = summary.bloodType;
@@ -436,6 +576,32 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     } catch (error) {
       services().log.warn({ err: error, emergencyId: this.roomId }, "medical profile unavailable for this emergency");
     }
+  }
+
+  /** Takes the profile summary out of the state (the patient erased the profile). */
+  private withdrawProfile(): void {
+    this.profileWithdrawn = true;
+    this.profileKey = undefined;
+    this.profileVersion++;
+    const p = this.state.medical.profile;
+    if (!p.shared && p.bloodType === "" && p.allergies.length === 0) return;
+    p.shared = false;
+    p.bloodType = "";
+    p.allergies.clear();
+    p.conditions.clear();
+    p.medications.clear();
+    this.dirty = true;
+  }
+
+  /**
+   * Called once the patient erased their medical profile (its key for this emergency is already
+   * destroyed): the summary leaves the state at once, so the parties stop seeing it and no later
+   * snapshot keeps it.
+   */
+  profileErased(): CallResult {
+    this.withdrawProfile();
+    services().log.info({ emergencyId: this.roomId }, "the patient erased their medical profile; its summary was withdrawn from the emergency");
+    return { ok: true };
   }
 
   /** Every disclosure of the profile summary to a party is audited. */
@@ -579,13 +745,14 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     e.detail = detail.slice(0, 200);
     this.state.timeline.push(e);
     this.dirty = true;
+    if (e.detail && NOTE_EVENTS.has(type)) this.clinicalVersion++;
     // outside a critical change (a timer, dispatch): written by the snapshot flusher or the next commit
     if (this.effects === undefined) {
       if (this.unsaved.length >= MAX_UNSAVED_EVENTS) {
         services().log.error({ emergencyId: this.roomId, seq: this.unsaved[0].seq }, "timeline events waiting for the database overflowed; the oldest is dropped");
         this.unsaved.shift();
       }
-      this.unsaved.push(eventRow(e));
+      this.unsaved.push(this.eventRow(e));
     }
     const max = services().config.timelineLength;
     while (this.state.timeline.length > max) this.state.timeline.shift();
@@ -837,7 +1004,11 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       m.signs.avpu = (a.signs?.avpu as string | undefined) ?? "";
       m.assessedBy = this.actor(p);
       m.assessedAt = Date.now();
+      this.clinicalVersion++;
       this.event("assessment_submitted", this.actor(p));
+      const patientId = this.state.patient.id;
+      this.effect(() => void services().emergencyMedical.recorded(p, patientId, this.roomId, CLINICAL_FIELDS.filter((f) => f !== "notes"))
+        .catch((error) => services().log.error({ err: error, emergencyId: this.roomId }, "audit write failed")));
       if (a.priority && a.priority !== this.state.priority) {
         this.event("priority_changed", this.actor(p), `${this.state.priority} -> ${a.priority}`);
         this.state.priority = a.priority;
@@ -1211,11 +1382,6 @@ class SenderRate {
 /** A duration as people read it. */
 function seconds(ms: number): string {
   return ms >= 120_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 1000)} s`;
-}
-
-/** A timeline event as the database keeps it. */
-function eventRow(e: TimelineEvent): EmergencyEventRow {
-  return { seq: e.seq, type: e.type, actor: e.actor, payload: { detail: e.detail }, at: e.at };
 }
 
 /** Runs a commit that must answer by `deadlineAt`; past it, the commit is abandoned (it rolls back) and this rejects. */

@@ -177,6 +177,10 @@ export interface Config {
   timelineLength: number;
   /** After handover or cancel, parties see the final state this long before the room closes. */
   closeGraceMs: number;
+  /** A closed emergency's medical data is destroyed (its keys deleted) this long after it closed. */
+  medicalRetentionMs: number;
+  /** How often each node looks for closed emergencies past that retention. */
+  medicalRetentionSweepMs: number;
 
   /** Postgres to use; without a url, an embedded PostgreSQL in `dataDir`. */
   database: DatabaseOptions & { callTimeoutMs: number };
@@ -359,6 +363,9 @@ export function loadConfig(env: Env = process.env): Config {
     reconnectWindowSeconds: int(env, "HAVEN_RECONNECT_WINDOW_SECONDS", 60, 0, 3600),
     timelineLength: int(env, "HAVEN_TIMELINE_LENGTH", 64, 8, 1024),
     closeGraceMs: int(env, "HAVEN_CLOSE_GRACE_MS", 10_000, 0, 600_000),
+    // days, fractions allowed (0.5 = 12 h; 0 destroys at the next sweep after closing)
+    medicalRetentionMs: Math.round(num(env, "HAVEN_MEDICAL_RETENTION_DAYS", 30, 0, 3650) * 86_400_000),
+    medicalRetentionSweepMs: int(env, "HAVEN_MEDICAL_RETENTION_SWEEP_MS", 3_600_000, 1000, 86_400_000),
     database: {
       url: urlOf(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
       dataDir: str(env, "HAVEN_DATA_DIR", new URL("../.data", import.meta.url).pathname)!,

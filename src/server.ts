@@ -13,9 +13,10 @@ import { setServices, type Services } from "./services.ts";
 import { TokenService } from "./auth/tokens.ts";
 import { Accounts } from "./auth/accounts.ts";
 import { openDatabase, migrate } from "../persistence/db.ts";
-import { PgAuditLog, PgEmergencyStore, PgHospitalStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
+import { PgAuditLog, PgEmergencyStore, PgHospitalStore, PgMedicalKeyStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
 import { SnapshotFlusher } from "./snapshots.ts";
 import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
+import { EmergencyMedical } from "./medical/emergency.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import { ConstantSpeedEta } from "./domain/eta.ts";
@@ -183,9 +184,22 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership),
     emergencyStore,
     medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
+    emergencyMedical: new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log }),
     audit,
   };
   setServices(s);
+  // an erased profile leaves the patient's live emergency at once (its key is already destroyed);
+  // a room still being created (loading that very profile) answers a moment later
+  s.medical.onErased = async (patientId) => {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const active = await emergencyStore.activeFor(patientId);
+      if (!active) return;
+      const done = await matchMaker.remoteRoomCall(active, "profileErased", []).then(() => true, () => false);
+      if (done) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    log.warn("an erased profile's live emergency could not be told; its summary stays on screen until the emergency ends (what is stored of it can no longer be opened)");
+  };
 
   const accounts = new Accounts({
     users: s.users, responders: s.responders, refreshTokens: s.refreshTokens, tokens, hospitals,
@@ -221,8 +235,14 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     // another node holds this room now: its parties go there
     m.on("lost", (roomId: string) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish());
   }
+  // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
+  const sweepRetention = () => void s.emergencyMedical.sweepRetention(config.medicalRetentionMs)
+    .catch((error) => log.warn({ err: error }, "the medical retention sweep failed; the next one tries again"));
+  const retentionTimer = setInterval(sweepRetention, config.medicalRetentionSweepMs);
+  retentionTimer.unref();
   server.onBeforeShutdown(async () => {
     phase = "stopping";
+    clearInterval(retentionTimer);
     failover.stop();
     flusher.stop();
     const saved = await flusher.flush(true);
@@ -244,6 +264,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (restored > 0) log.info({ restored }, "active emergencies restored");
   failover.start();
   flusher.start();
+  sweepRetention();
   phase = "ready";
 
   const port = selected.boundPort(config.port);

@@ -8,6 +8,7 @@ import type { EtaProvider } from "./domain/eta.ts";
 import type { DutyIndex } from "./domain/duty.ts";
 import type { EmergencyRegistry } from "./domain/emergencies.ts";
 import type { MedicalProfiles } from "./medical/service.ts";
+import type { EmergencyMedical } from "./medical/emergency.ts";
 import type { Membership } from "./cluster/membership.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
 
@@ -32,6 +33,8 @@ export interface Services {
   medical: MedicalProfiles;
   /** The hash-chained audit log: health-data access and operational decisions. */
   audit: AuditLog;
+  /** The keys and sealing of each emergency's medical data (assessment, notes, disclosed profile). */
+  emergencyMedical: EmergencyMedical;
   /** Which process holds which room, cluster-wide (one process: itself). */
   membership: Membership;
   bus: ClusterBus;

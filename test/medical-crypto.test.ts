@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { inspect } from "node:util";
-import { MasterKey, MedicalDecryptError, newDataKey, openProfile, sealProfile, unwrap, wrap } from "../src/medical/crypto.ts";
+import {
+  MasterKey, MedicalDecryptError, dataKeyObject, newDataKey, openEmergencyPart, openProfile, sealEmergencyPart, sealProfile, unwrap, unwrapEmergencyKey, wrap,
+  wrapEmergencyKey,
+} from "../src/medical/crypto.ts";
 import { EMERGENCY_SUMMARY_FIELDS, emergencySummary, validateProfile, type MedicalProfile } from "../src/medical/profile.ts";
 import { chainHash, verifyChain, type AuditEntry, type ChainRow } from "../src/audit/chain.ts";
 import { HavenError } from "../src/protocol/errors.ts";
@@ -390,5 +393,56 @@ describe("audit chain", () => {
     const again = build(entries());
     again[3] = { ...again[3], entry: { ...again[3].entry, outcome: "ok" } };
     expect(verifyChain(again)).toEqual({ ok: false, brokenAt: 3 });
+  });
+});
+
+describe("emergency medical data (per-emergency keys)", () => {
+  const E1 = "6f1c2a3b-0000-4000-8000-000000000001";
+  const E2 = "6f1c2a3b-0000-4000-8000-000000000002";
+  const record = { medical: { mechanism: ALLERGY, injuries: ["open fracture"] }, notes: [[1, "chest pain"]] };
+
+  it("a wrapped emergency key opens only for its emergency and purpose, under its master key", () => {
+    const master = MasterKey.generateDevelopmentKey();
+    const key = newDataKey();
+    const wrapped = wrapEmergencyKey(key, master, E1, "clinical");
+    expect(wrapped.length).toBe(60);
+    expect(unwrapEmergencyKey(wrapped, master, E1, "clinical").equals(key)).toBe(true);
+    expectDecryptFailure(() => unwrapEmergencyKey(wrapped, master, E2, "clinical"));
+    expectDecryptFailure(() => unwrapEmergencyKey(wrapped, master, E1, "profile"));
+    expectDecryptFailure(() => unwrapEmergencyKey(wrapped, MasterKey.generateDevelopmentKey(), E1, "clinical"));
+    expectDecryptFailure(() => unwrap(wrapped, master, E1)); // not a patient's profile key either
+    const flipped = Buffer.from(wrapped);
+    flipped[40] ^= 1;
+    expectDecryptFailure(() => unwrapEmergencyKey(flipped, master, E1, "clinical"));
+  });
+
+  it("a sealed part holds no plaintext and opens only with its key, in its emergency, as its part", () => {
+    const key = newDataKey();
+    const sealed = sealEmergencyPart(record, key, E1, "clinical");
+    expect(contains(sealed, ALLERGY)).toBe(false);
+    expect(contains(sealed, "chest pain")).toBe(false);
+    expect(openEmergencyPart(sealed, key, E1, "clinical")).toEqual(record);
+    expect(openEmergencyPart(sealed, dataKeyObject(key), E1, "clinical")).toEqual(record); // a KeyObject works alike
+    expect(sealEmergencyPart(record, key, E1, "clinical").equals(sealed)).toBe(false); // fresh IV every time
+    expectDecryptFailure(() => openEmergencyPart(sealed, key, E2, "clinical"));
+    expectDecryptFailure(() => openEmergencyPart(sealed, key, E1, "profile"));
+    expectDecryptFailure(() => openEmergencyPart(sealed, key, E1, "event:1"));
+    expectDecryptFailure(() => openEmergencyPart(sealed, newDataKey(), E1, "clinical"));
+    expectDecryptFailure(() => openEmergencyPart(sealed.subarray(0, sealed.length - 1), key, E1, "clinical"));
+    expectDecryptFailure(() => openEmergencyPart(sealed.subarray(0, 20), key, E1, "clinical"));
+    const flipped = Buffer.from(sealed);
+    flipped[flipped.length - 1] ^= 1;
+    expectDecryptFailure(() => openEmergencyPart(flipped, key, E1, "clinical"));
+    // a note sealed for one event does not open as another's
+    const note = sealEmergencyPart("chest pain", key, E1, "event:1");
+    expect(openEmergencyPart(note, key, E1, "event:1")).toBe("chest pain");
+    expectDecryptFailure(() => openEmergencyPart(note, key, E1, "event:2"));
+  });
+
+  it("refuses bad key sizes and context strings without echoing them", () => {
+    expect(() => sealEmergencyPart(record, Buffer.alloc(31), E1, "clinical")).toThrow(TypeError);
+    expect(() => sealEmergencyPart(record, newDataKey(), "", "clinical")).toThrow(TypeError);
+    expect(() => sealEmergencyPart(record, newDataKey(), E1, "x".repeat(201))).toThrow(TypeError);
+    expect(() => wrapEmergencyKey(Buffer.alloc(16), MasterKey.generateDevelopmentKey(), E1, "clinical")).toThrow(TypeError);
   });
 });

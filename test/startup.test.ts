@@ -26,6 +26,8 @@ describe("start-up", () => {
     ["HAVEN_ACCESS_TOKEN_TTL_SECONDS", "86400"],
     ["HAVEN_TOKEN_SECRET_KEY", "not-a-key"],
     ["HAVEN_DISPATCH_FIRST_AIDER_MAX_RADIUS_M", "100"],
+    ["HAVEN_MEDICAL_RETENTION_DAYS", "-1"],
+    ["HAVEN_MEDICAL_RETENTION_SWEEP_MS", "10"],
     ["REDIS_URL", "http://127.0.0.1:6379"],
     ["HAVEN_PUBLIC_ADDRESS", "127.0.0.1:2567"], // without REDIS_URL it means nothing: refused rather than ignored
   ])("a bad %s stops the process with a message naming it", async (name, value) => {

@@ -6,6 +6,8 @@ import type { EmergencyStore } from "../../persistence/stores.ts";
 import type { Logger } from "../log.ts";
 import type { Membership } from "../cluster/membership.ts";
 import { ensureRoom, type RoomListing } from "../cluster/rooms.ts";
+import { services } from "../services.ts";
+import { PART } from "../medical/emergency.ts";
 
 export interface AlertInput {
   lat: number;
@@ -118,15 +120,21 @@ export class EmergencyRegistry {
 
     const id = randomUUID();
     const createdAt = Date.now();
+    // the emergency's clinical key is recorded with it; the alert's note (free text that may be
+    // clinical) is stored sealed under it, never in the clear
+    const medical = services().emergencyMedical;
+    const clinical = medical.newClinicalKey(id);
     const record = {
       emergencyId: id, patientId: p.sub, patientName, bypass,
-      lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority, note: alert.note,
+      lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority,
+      sealedNote: alert.note ? medical.seal(alert.note, clinical.key, id, PART.event(1)).toString("base64") : undefined,
     };
     // the alert is committed before anyone hears of it
     try {
       await this.store.open(
         { id, patientId: p.sub, bypass, status: "alerted", priority: alert.priority ?? "high", createdAt, node: this.node },
         { seq: 1, type: "call_received", actor: `patient:${p.sub}`, payload: { ...record }, at: createdAt },
+        clinical.stored,
       );
     } catch (error) {
       const e = error as { code?: string; constraint_name?: string };

@@ -6,7 +6,7 @@ import { ConfigError } from "../config.ts";
  * data (Kenya DPA 2019; GDPR/HIPAA by analogy) and are encrypted at rest by the application.
  *
  *   master key (HAVEN_MEDICAL_MASTER_KEY, never stored in the database)
- *     └─ wraps one random data key per patient   → medical_profiles.wrapped_key (+ key_id)
+ *     └─ wraps one random data key per patient   → medical_profile_keys.wrapped_key (+ key_id)
  *          └─ seals that patient's profile        → medical_profiles.iv / tag / ciphertext
  *
  * Both layers are AES-256-GCM with a fresh random 12-byte IV on every write and a 16-byte tag.
@@ -15,10 +15,13 @@ import { ConfigError } from "../config.ts";
  * never be opened as a profile or the other way round.
  *
  * Crypto-shredding: the profile ciphertext is only readable through the patient's data key, and
- * the data key exists at rest only wrapped by the master key in that patient's row. Deleting
+ * the data key exists at rest only wrapped by the master key in that patient's key row
+ * (medical_profile_keys, a table apart from the ciphertext, so it can be backed up apart). Deleting
  * (or overwriting) the wrapped key therefore erases the profile for good — including every copy
- * of the ciphertext sitting in backups, replicas or logs — without having to find those copies.
- * Erasure on request = delete the wrapped_key (the row may go with it); nothing else is needed.
+ * of the ciphertext sitting in backups, replicas or logs — without having to find those copies,
+ * once no copy of the key row is left: a backup that holds both the key row and the ciphertext
+ * still opens with the master key (README, "What a database backup exposes").
+ * Erasure on request = delete the key row; nothing else is needed.
  *
  * Nothing in this module logs, and no error message contains key material or plaintext.
  */
@@ -47,7 +50,7 @@ export class MedicalDecryptError extends Error {
 }
 
 export class MasterKey {
-  /** First 8 hex characters of sha256(key): stored next to each wrapped key (medical_profiles.key_id)
+  /** First 8 hex characters of sha256(key): stored next to each wrapped key (medical_profile_keys.key_id, medical_keys.key_id)
    * so a rotated master key is detected rather than producing decryption failures. */
   readonly keyId: string;
   /** True only for a key made by `generateDevelopmentKey()`: profiles sealed under it are unreadable
@@ -225,4 +228,106 @@ export function openProfile(sealed: SealedProfile, dataKey: Buffer, patientId: s
   } finally {
     plaintext.fill(0);
   }
+}
+
+// ---------------------------------------------------------------- emergency medical data
+
+/**
+ * What an emergency discloses and records — the patient's profile summary and the ATMIST
+ * assessment with the free-text notes of its timeline — is sealed the same way, under data keys
+ * of the emergency's own (persistence/migrations/003_medical_keys.sql):
+ *
+ *   master key
+ *     └─ wraps the emergency's `clinical` key  → medical_keys (emergency, 'clinical')
+ *     │    └─ seals the assessment and notes   → the snapshot's `sealed.clinical`, sealed event payloads
+ *     └─ wraps the emergency's `profile` key   → medical_keys (emergency, 'profile', patient)
+ *          └─ seals the disclosed summary      → the snapshot's `sealed.profile`
+ *
+ * The additional data of a wrapped key is `haven:emergency-key:v1:<purpose>:<emergencyId>` and
+ * that of a sealed blob `haven:emergency-medical:v1:<emergencyId>:<part>`: a blob copied into
+ * another emergency, or into another part of the same one, does not open. One blob is one
+ * Buffer: iv(12) ‖ tag(16) ‖ ciphertext.
+ */
+export type EmergencyKeyPurpose = "clinical" | "profile";
+
+const EMERGENCY_KEY_AAD_PREFIX = "haven:emergency-key:v1:";
+const EMERGENCY_BLOB_AAD_PREFIX = "haven:emergency-medical:v1:";
+const MAX_CONTEXT = 200;
+
+function checkContext(text: string, what: string): void {
+  if (typeof text !== "string" || text.length === 0 || text.length > MAX_CONTEXT) throw new TypeError(`${what} must be a non-empty string of at most ${MAX_CONTEXT} characters`);
+}
+
+/** Wraps an emergency's data key under the master key (AAD: purpose and emergency id). */
+export function wrapEmergencyKey(dataKey: Buffer, master: MasterKey, emergencyId: string, purpose: EmergencyKeyPurpose): Buffer {
+  checkDataKey(dataKey);
+  checkContext(emergencyId, "emergencyId");
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", masterSecret(master), iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(Buffer.from(`${EMERGENCY_KEY_AAD_PREFIX}${purpose}:${emergencyId}`, "utf8"));
+  const ciphertext = Buffer.concat([cipher.update(dataKey), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), ciphertext]);
+}
+
+/** Reverses `wrapEmergencyKey`; MedicalDecryptError for a wrong master key, emergency, purpose or byte. */
+export function unwrapEmergencyKey(wrapped: Buffer, master: MasterKey, emergencyId: string, purpose: EmergencyKeyPurpose): Buffer {
+  checkContext(emergencyId, "emergencyId");
+  const secret = masterSecret(master);
+  if (!Buffer.isBuffer(wrapped) || wrapped.length !== WRAPPED_BYTES) throw new MedicalDecryptError("the wrapped emergency key");
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", secret, wrapped.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(Buffer.from(`${EMERGENCY_KEY_AAD_PREFIX}${purpose}:${emergencyId}`, "utf8"));
+    decipher.setAuthTag(wrapped.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(wrapped.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+  } catch {
+    throw new MedicalDecryptError("the wrapped emergency key");
+  }
+}
+
+/** Seals one part of an emergency's medical data (any JSON value) under one of its data keys. */
+export function sealEmergencyPart(value: unknown, dataKey: KeyObject | Buffer, emergencyId: string, part: string): Buffer {
+  if (Buffer.isBuffer(dataKey)) checkDataKey(dataKey);
+  checkContext(emergencyId, "emergencyId");
+  checkContext(part, "part");
+  const plaintext = Buffer.from(JSON.stringify(value), "utf8");
+  try {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv("aes-256-gcm", dataKey, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(Buffer.from(`${EMERGENCY_BLOB_AAD_PREFIX}${emergencyId}:${part}`, "utf8"));
+    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), ciphertext]);
+  } finally {
+    plaintext.fill(0);
+  }
+}
+
+/** Opens a part sealed by `sealEmergencyPart`; MedicalDecryptError when it does not authenticate. */
+export function openEmergencyPart(sealed: Buffer | Uint8Array, dataKey: KeyObject | Buffer, emergencyId: string, part: string): unknown {
+  if (Buffer.isBuffer(dataKey)) checkDataKey(dataKey);
+  checkContext(emergencyId, "emergencyId");
+  checkContext(part, "part");
+  if (!(sealed instanceof Uint8Array) || sealed.length < IV_BYTES + TAG_BYTES) throw new MedicalDecryptError("the emergency's medical data");
+  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  let plaintext: Buffer;
+  try {
+    const decipher = createDecipheriv("aes-256-gcm", dataKey, bytes.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+    decipher.setAAD(Buffer.from(`${EMERGENCY_BLOB_AAD_PREFIX}${emergencyId}:${part}`, "utf8"));
+    decipher.setAuthTag(bytes.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+    plaintext = Buffer.concat([decipher.update(bytes.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+  } catch {
+    throw new MedicalDecryptError("the emergency's medical data");
+  }
+  try {
+    return JSON.parse(plaintext.toString("utf8")) as unknown;
+  } catch {
+    throw new MedicalDecryptError("the emergency's medical data");
+  } finally {
+    plaintext.fill(0);
+  }
+}
+
+/** A data key as a KeyObject (its bytes then live outside the JS heap's reach of a serializer). */
+export function dataKeyObject(dataKey: Buffer): KeyObject {
+  checkDataKey(dataKey);
+  return createSecretKey(dataKey);
 }

@@ -83,12 +83,28 @@ export class MedicalProfiles {
     return opened;
   }
 
-  /** Right to erasure: the profile and its data key are deleted; emergency records are kept. */
+  /**
+   * Told of every erasure once it is committed, with the emergencies whose disclosed copy was
+   * destroyed (a live one withdraws the summary from its parties).
+   */
+  onErased?: (patientId: string, emergencyIds: string[]) => Promise<void>;
+
+  /**
+   * Right to erasure: the profile and its data key are deleted, and in the same transaction the
+   * key of every copy an emergency disclosed (src/medical/emergency.ts). The emergencies' clinical
+   * records (assessment, notes) are kept for the retention period under their own keys.
+   */
   async erase(p: Principal): Promise<void> {
     this.requireOwner(p);
-    const erased = await this.store.erase(p.sub);
-    if (!erased) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
+    // each disclosed copy's key is destroyed and audited in the erasure's own transaction
+    const destroyed = await this.store.erase(p.sub, (k) => ({
+      at: new Date(), actor: p.sub, actorRole: p.role, action: "emergency_medical.destroy", subject: p.sub, emergencyId: k.emergencyId,
+      fields: [...EMERGENCY_SUMMARY_FIELDS], breakGlass: false, reason: "erasure", node: this.node, outcome: "ok",
+    }));
+    if (!destroyed) throw new HavenError("PROFILE_NOT_FOUND", "no medical profile");
     await this.record(p, "medical_profile.erase", "ok");
+    // the live emergency is told in the background: the erasure itself is complete here
+    void this.onErased?.(p.sub, destroyed.map((k) => k.emergencyId)).catch(() => undefined);
   }
 
   /** The emergency summary of a patient who consented to sharing, or undefined. Not audited: audit each disclosure. */

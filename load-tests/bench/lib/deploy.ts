@@ -66,7 +66,7 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
   try {
     const t0 = performance.now();
     if (processes === 1) {
-      const seeded = await withDb(url, (sql) => seedEmergencies(sql, s.template, o.emergencies));
+      const seeded = await withDb(url, (sql) => seedEmergencies(sql, s.template, o.emergencies, 0, { medicalMasterKey: s.keys.medicalMasterKey }));
       const seedMs = performance.now() - t0;
       o.log(`  seeded ${o.emergencies} emergencies in ${(seedMs / 1000).toFixed(1)} s; starting the server (it restores them)`);
       const srv = await startHaven({ tree: s.tree, transport: v.transport!, databaseUrl: url, keys: s.keys, logFile: join(o.logDir, `${o.label}.log`) });
@@ -81,8 +81,8 @@ export async function deploy(o: DeployOptions): Promise<Deployment> {
     redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
     await redis.flushdb();
     const half = Math.ceil(o.emergencies / 2);
-    const first = await withDb(url, (sql) => seedEmergencies(sql, s.template, half));
-    const second = await withDb(url, (sql) => seedEmergencies(sql, s.template, o.emergencies - half, half, { parked: true }));
+    const first = await withDb(url, (sql) => seedEmergencies(sql, s.template, half, 0, { medicalMasterKey: s.keys.medicalMasterKey }));
+    const second = await withDb(url, (sql) => seedEmergencies(sql, s.template, o.emergencies - half, half, { parked: true, medicalMasterKey: s.keys.medicalMasterKey }));
     const seedMs = performance.now() - t0;
     o.log(`  seeded ${o.emergencies} emergencies in ${(seedMs / 1000).toFixed(1)} s; cluster of 2: node 1 restores ${half}`);
     const a = await startHaven({ tree: s.tree, transport: v.transport!, databaseUrl: url, keys: s.keys, redisUrl, nodeName: "bench-1", logFile: join(o.logDir, `${o.label}-node1.log`) });

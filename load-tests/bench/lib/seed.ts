@@ -9,6 +9,9 @@ import { randomUUID } from "node:crypto";
 import { Packr } from "msgpackr";
 import type postgres from "postgres";
 import type { TemplateEmergency } from "./template.ts";
+import {
+  MasterKey, newDataKey, openEmergencyPart, sealEmergencyPart, unwrapEmergencyKey, wrapEmergencyKey, type EmergencyKeyPurpose,
+} from "../../../src/medical/crypto.ts";
 
 /** The server's own snapshot codec settings (rooms/EmergencyRoom.ts). */
 const snapshotCodec = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
@@ -44,9 +47,51 @@ async function insertBatched(sql: postgres.Sql | postgres.TransactionSql, table:
  * Inserts `count` emergencies copied from the template. `parked` ones are inserted closed
  * (`handed_over`) so that no node restores them yet; `unpark` opens them later (cluster mode).
  */
-export async function seedEmergencies(sql: postgres.Sql, t: TemplateEmergency, count: number, offset = 0, opts: { parked?: boolean } = {}): Promise<SeededEmergency[]> {
+/**
+ * A tree that seals its emergencies' medical data (src/medical/emergency.ts) binds each sealed part
+ * and each key to its emergency's id: copies cannot share them. The template's parts are opened
+ * once with its keys and sealed again for every copy under keys of the copy's own.
+ */
+function medicalSealer(t: TemplateEmergency, masterKeyText: string | undefined, sealed: Record<string, Uint8Array> | undefined) {
+  if (!sealed || !masterKeyText) return undefined;
+  const master = MasterKey.fromEnvValue(masterKeyText);
+  const templateKeys = new Map<string, Buffer>();
+  for (const k of t.medicalKeys) {
+    templateKeys.set(String(k.purpose), unwrapEmergencyKey(k.wrapped_key as Buffer, master, t.ids.emergency, k.purpose as EmergencyKeyPurpose));
+  }
+  const keyFor = (part: string) => templateKeys.get(part === "profile" ? "profile" : "clinical")!;
+  const parts = new Map(Object.entries(sealed).map(([part, bytes]) => [part, openEmergencyPart(bytes, keyFor(part), t.ids.emergency, part)]));
+  const eventPart = (seq: unknown) => `event:${Number(seq)}`;
+  return (emergencyId: string, patientId: string, rename: <T>(v: T) => T) => {
+    const keys = new Map<string, Buffer>([...templateKeys.keys()].map((purpose) => [purpose, newDataKey()]));
+    const rows = [...keys].map(([purpose, key]) => ({
+      emergency_id: emergencyId, purpose, patient_id: purpose === "profile" ? patientId : null, key_id: master.keyId,
+      wrapped_key: wrapEmergencyKey(key, master, emergencyId, purpose as EmergencyKeyPurpose), created_at: new Date(),
+    }));
+    const newKey = (part: string) => keys.get(part === "profile" ? "profile" : "clinical")!;
+    const snapshotParts = Object.fromEntries([...parts].map(([part, value]) => [part, sealEmergencyPart(rename(value), newKey(part), emergencyId, part)]));
+    const payload = (ev: Record<string, any>) => {
+      const p = ev.payload as Record<string, unknown>;
+      if (typeof p.sealed === "string") {
+        const note = openEmergencyPart(Buffer.from(p.sealed, "base64"), keyFor("clinical"), t.ids.emergency, eventPart(ev.seq));
+        return { ...p, sealed: sealEmergencyPart(note, newKey("clinical"), emergencyId, eventPart(ev.seq)).toString("base64") };
+      }
+      if (typeof p.sealedNote === "string") {
+        const note = openEmergencyPart(Buffer.from(p.sealedNote, "base64"), keyFor("clinical"), t.ids.emergency, eventPart(ev.seq));
+        return { ...p, sealedNote: sealEmergencyPart(note, newKey("clinical"), emergencyId, eventPart(ev.seq)).toString("base64") };
+      }
+      return p;
+    };
+    return { rows, snapshotParts, payload };
+  };
+}
+
+export async function seedEmergencies(sql: postgres.Sql, t: TemplateEmergency, count: number, offset = 0, opts: { parked?: boolean; medicalMasterKey?: string } = {}): Promise<SeededEmergency[]> {
   const hospitals = t.hospitals.length ? t.hospitals : [{ id: t.ids.hospital, name: "", lat: 0, lng: 0 }];
-  const state0 = snapshotCodec.unpack(t.snapshot.state as Buffer) as { seq: number; state: any };
+  const { sealed: templateSealed, ...unsealed } = snapshotCodec.unpack(t.snapshot.state as Buffer) as { seq: number; state: any; sealed?: Record<string, Uint8Array> };
+  const state0 = unsealed;
+  const sealer = medicalSealer(t, opts.medicalMasterKey, templateSealed);
+  if (templateSealed && !sealer) throw new Error("the template's medical data is sealed: pass the medical master key to seed copies of it");
   const faParty = state0.state.firstAiders?.[t.ids.firstAider];
   if (!faParty) throw new Error("the template's snapshot has no first-aider");
   const userById = new Map(t.users.map((u) => [String(u.id), u]));
@@ -57,6 +102,7 @@ export async function seedEmergencies(sql: postgres.Sql, t: TemplateEmergency, c
   const emergencies: Record<string, unknown>[] = [];
   const events: Record<string, unknown>[] = [];
   const snapshots: Record<string, unknown>[] = [];
+  const medicalKeys: Record<string, unknown>[] = [];
   const out: SeededEmergency[] = [];
   const now = new Date();
 
@@ -89,11 +135,15 @@ export async function seedEmergencies(sql: postgres.Sql, t: TemplateEmergency, c
       // held by no live process: the starting server restores it
       owner: null, node: null,
     });
+    const medical = sealer?.(e.id, e.patient, rename);
+    if (medical) medicalKeys.push(...medical.rows);
     for (const ev of t.events) {
       const copy: Record<string, unknown> = rename({ ...ev, emergency_id: e.id });
+      if (medical) copy.payload = medical.payload(copy);
       events.push({ ...copy, at: new Date(String(copy.at)) });
     }
-    const state = rename(state0);
+    const state: { seq: number; state: any; sealed?: Record<string, Buffer> } = rename(state0);
+    if (medical) state.sealed = medical.snapshotParts;
     const second = { ...rename(faParty), id: e.firstAiders[1], name: `${faParty.name} B` };
     state.state.firstAiders[e.firstAiders[1]] = second;
     state.state.hospital.name = h.name;
@@ -109,6 +159,7 @@ export async function seedEmergencies(sql: postgres.Sql, t: TemplateEmergency, c
     await insertBatched(tx, "emergencies", emergencies);
     await insertBatched(tx, "emergency_events", events);
     await insertBatched(tx, "emergency_snapshots", snapshots);
+    if (medicalKeys.length > 0) await insertBatched(tx, "medical_keys", medicalKeys);
   });
   return out;
 }

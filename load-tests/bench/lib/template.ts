@@ -25,6 +25,8 @@ export interface TemplateEmergency {
   emergency: Record<string, unknown>;
   events: Record<string, unknown>[];
   snapshot: Record<string, unknown>;
+  /** The emergency's wrapped data keys (`medical_keys`; empty for trees that keep none). */
+  medicalKeys: Record<string, unknown>[];
   hospitals: { id: string; name: string; lat: number; lng: number }[];
   /** The status the emergency was left in. */
   status: string;
@@ -162,11 +164,13 @@ export async function captureTemplate(tree: Tree, baseDb: string, keys: HavenKey
       const [emergency] = await sql`select * from emergencies where id = ${id}`;
       const events = await sql`select * from emergency_events where emergency_id = ${id} order by seq`;
       const [snapshot] = await sql`select * from emergency_snapshots where emergency_id = ${id}`;
+      const [{ keyed }] = await sql<{ keyed: boolean }[]>`select to_regclass('medical_keys') is not null as keyed`;
+      const medicalKeys = keyed ? await sql`select * from medical_keys where emergency_id = ${id}` : [];
       const hospitals = await sql<{ id: string; name: string; lat: number; lng: number }[]>`select id, name, lat, lng from hospitals where approved and accepting order by id`;
       if (!emergency || !snapshot) throw new Error("the emergency or its snapshot is missing");
       return {
         ids: { emergency: id, patient: patient.user.id, firstAider: fa.user.id, crew: crew.user.id, staff: staff.user.id, ops: ops.user.id, hospital: hospitalId },
-        users: [...users], responders: [...responders], emergency, events: [...events], snapshot, hospitals: [...hospitals],
+        users: [...users], responders: [...responders], emergency, events: [...events], snapshot, medicalKeys: [...medicalKeys], hospitals: [...hospitals],
         status: String(emergency.status),
       } as TemplateEmergency;
     });
