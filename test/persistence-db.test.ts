@@ -100,7 +100,7 @@ describe("migrations", () => {
     expect(m.checksum).toMatch(/^[0-9a-f]{64}$/);
 
     expect(await migrate(sql, silent)).toEqual({ applied: [] });
-    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(3);
+    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(4);
   });
 
   it("two nodes migrating one empty database together: each migration applied once, both succeed", async () => {
@@ -130,7 +130,7 @@ describe("migrations", () => {
     const results = await both;
     expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry"]]);
     const rows = await a`select version from haven_schema_migrations order by version`;
-    expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
   });
 
   it("refuse an applied migration whose file changed", async () => {
