@@ -32,11 +32,14 @@ export function connect(base: string, accessToken: string): Client {
 /** Resolves with the room's state as soon as `predicate(state)` holds; checked after every patch. */
 export function until<S = any>(room: Room<any, S>, predicate: (state: S) => boolean, timeoutMs = 10_000): Promise<S> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { room.onStateChange.remove(check); reject(new Error("timed out")); }, timeoutMs);
+    let done = false;
+    // the listener goes once the SDK has called every listener of this patch: removing it while
+    // they run would make the SDK skip the next one (another pending until())
+    const finish = () => { done = true; clearTimeout(timer); queueMicrotask(() => room.onStateChange.remove(check)); };
+    const timer = setTimeout(() => { finish(); reject(new Error("timed out")); }, timeoutMs);
     function check(): void {
-      if (room.state === undefined || !predicate(room.state)) return;
-      clearTimeout(timer);
-      room.onStateChange.remove(check);
+      if (done || room.state === undefined || !predicate(room.state)) return;
+      finish();
       resolve(room.state);
     }
     room.onStateChange(check);
@@ -150,6 +153,19 @@ describe("docs/protocol.md worked example", () => {
     const code = /^\s*```ts\n([\s\S]*?)```\s*$/.exec(doc)?.[1];
     expect(code, "the document's example is one ```ts block between the markers").toBeDefined();
     expect(code).toBe(ours);
+  });
+
+  it("until(): every wait pending on one room sees the change that satisfies it", async () => {
+    const patient = await register("patient");
+    const signedIn = await api(h.url, "POST", "/api/auth/login", patient.credentials);
+    const at = { lat: -1.2701, lng: 36.8102 };
+    const alert = await api(h.url, "POST", "/api/emergency/alert", at, signedIn.accessToken);
+    const room = await connect(h.url, signedIn.accessToken).joinById<any>(alert.emergencyId);
+    const moved = (s: any) => s.patient?.lat === at.lat + 1e-4;
+    const waits = [until(room, moved, 3000), until(room, moved, 3000), until(room, moved, 3000)];
+    await room.request("position", { lat: at.lat + 1e-4, lng: at.lng });
+    expect((await Promise.all(waits)).map((s: any) => s.patient.lat)).toEqual([at.lat + 1e-4, at.lat + 1e-4, at.lat + 1e-4]);
+    await room.leave();
   });
 
   it("runs alert to handover with a patient, a first-aider and a hospital wallboard", async () => {
