@@ -14,7 +14,7 @@ import { TokenService } from "./auth/tokens.ts";
 import { Accounts } from "./auth/accounts.ts";
 import { openDatabase, migrate } from "../persistence/db.ts";
 import { PgAuditLog, PgEmergencyStore, PgHospitalStore, PgMedicalKeyStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
-import { SnapshotFlusher } from "./snapshots.ts";
+import { SnapshotFlusher } from "../persistence/snapshots.ts";
 import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
 import { EmergencyMedical } from "./medical/emergency.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";

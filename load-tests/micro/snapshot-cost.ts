@@ -1,5 +1,5 @@
 /**
- * What one emergency's snapshot costs the flusher (src/snapshots.ts), in µs: the room's own
+ * What one emergency's snapshot costs the flusher (persistence/snapshots.ts), in µs: the room's own
  * `snapshot()` on a state like a live one (three parties, an assessment, a disclosed profile, a
  * timeline of 20 events with notes), against the encoding Haven used before medical data was
  * sealed (msgpack of the whole state's JSON). Sealed parts are cached until their part changes;
