@@ -28,7 +28,7 @@ import { ClusterBus } from "./cluster/bus.ts";
 import { Failover } from "./cluster/failover.ts";
 import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
 import type { HavenRoom } from "../rooms/HavenRoom.ts";
-import { EmergencyRegistry } from "./domain/emergencies.ts";
+import { EmergencyRegistry } from "./emergencies.ts";
 import { buildApi } from "./http/api.ts";
 import { RequestLimits } from "./limits/requests.ts";
 import { selectTransport } from "./transport.ts";
@@ -172,6 +172,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
 
   const audit = new PgAuditLog(db.sql);
+  const emergencyMedical = new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log });
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
     users: new PgUserStore(db.sql),
@@ -181,10 +182,10 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     duty,
     membership,
     bus: new ClusterBus(presence, log),
-    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical),
     emergencyStore,
     medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
-    emergencyMedical: new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log }),
+    emergencyMedical,
     audit,
   };
   setServices(s);
