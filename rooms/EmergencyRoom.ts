@@ -66,8 +66,7 @@ const IDEMPOTENCY_MEMORY = 256;
 const MAX_UNSAVED_EVENTS = 4096;
 /** Critical changes waiting to commit in one room before more are refused (retry). */
 const MAX_QUEUED_CRITICAL = 16;
-/** Critical changes one sender may make in a window. */
-const CRITICAL_PER_WINDOW = 20;
+/** The window of the bound on one sender's critical changes (`HAVEN_CRITICAL_CHANGES_PER_10S`). */
 const CRITICAL_WINDOW_MS = 10_000;
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
@@ -114,7 +113,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** Responders who said they are on their way. */
   private readonly enRoute = new Set<string>();
   /** Critical changes per sender. */
-  private readonly criticalRate = new SenderRate(CRITICAL_PER_WINDOW, CRITICAL_WINDOW_MS);
+  private readonly criticalRate = new SenderRate(services().config.limits.criticalChangesPer10s, CRITICAL_WINDOW_MS);
   /** Side effects of the critical change in progress, run once it is committed. */
   private effects: (() => void)[] | undefined;
   /** Positions (and other fast-changing state) changed since the last snapshot. */

@@ -7,6 +7,7 @@ import { Client } from "@colyseus/sdk";
 import { Redis } from "ioredis";
 import postgres from "postgres";
 import { account, freePort, freshDatabase, holderOf, join, login, metric, nextMessage, onDuty, OPS, REDIS_URL, root, sleep, startCluster, waitFor, type Cluster, type Haven } from "./harness.ts";
+import { GENEROUS_LIMITS } from "./generous-limits.ts";
 
 /**
  * Three real Haven processes in cluster mode on the machine's Redis (its database 9, emptied
@@ -285,7 +286,8 @@ describe("npm run cluster", () => {
     const out: string[] = [];
     const launcher = spawn(process.execPath, ["src/cluster/launch.ts"], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test" },
+      // the earlier tests of this file registered many accounts from this address, counted in Redis
+      env: { ...process.env, ...GENEROUS_LIMITS, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     launcher.stdout!.on("data", (d) => out.push(String(d)));
