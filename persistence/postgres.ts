@@ -7,6 +7,7 @@ import type {
 import { FencedError, type SnapshotRow } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
 import type { Role } from "../src/auth/tokens.ts";
+import { isUuid } from "../src/domain/identity.ts";
 
 /**
  * Postgres implementations of the account stores. Every statement is a tagged template
@@ -16,7 +17,6 @@ import type { Role } from "../src/auth/tokens.ts";
 const UNIQUE_VIOLATION = "23505";
 
 /** Ids of accounts are UUIDs; other subjects (bypass callers) have no rows, and are not queried. */
-const isUuid = (id: string) => /^[0-9a-f-]{36}$/i.test(id);
 
 interface UserRow {
   id: string; email: string; name: string; phone: string | null; role: Role;

@@ -22,7 +22,7 @@ import { colyseus } from "./colyseus.ts";
 import { every, Workers } from "./workers.ts";
 import { ClusterBus } from "./cluster/bus.ts";
 import { Failover } from "./cluster/failover.ts";
-import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
+import { hospitalRoomId } from "./domain/identity.ts";
 import type { HavenRoom } from "../rooms/HavenRoom.ts";
 import { EmergencyRegistry } from "./emergencies.ts";
 import { buildApi } from "./http/api.ts";
