@@ -1,0 +1,374 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { Packr, unpack } from "msgpackr";
+import { decode, encode } from "@colyseus/schema";
+import type { Room } from "@colyseus/sdk";
+import { OPS, account, join, login, onDuty, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
+import {
+  DOCUMENTED_CODES, HEAP_GROWTH_LIMIT, SCHEMAS, SEED, accepts, alive, ask, fence, heap, hostile, nastyNumber, nastyString, onTheWire,
+  params, paceOf, payloads, serverErrors, view, type Outcome, type SchemaKey,
+} from "./fuzz-kit.ts";
+
+/**
+ * Property-based tests of every socket message of every room, against a live server: random,
+ * boundary and hostile payloads sent as the SDK sends them, and raw malformed frames. For every
+ * case: the answer is a success exactly when the payload is valid by docs/protocol.md §3 (or a
+ * documented refusal of the action itself), otherwise the expected refusal code; a refused
+ * message leaves the state another party sees unchanged. After every batch: that other party
+ * still receives updates, the process answers /health, logged no error, and its heap stayed
+ * bounded. Seeded (HAVEN_FUZZ_SEED), HAVEN_FUZZ_RUNS cases per message type.
+ */
+const SCENE = { lat: -1.3007, lng: 36.81 }; // next to Kenyatta National Hospital
+const FAR = { lat: -4.0435, lng: 39.6682 }; // Mombasa, far from the first scene
+const MAX_FRAME = 8192;
+
+let h: Haven;
+let ops: Account;
+let s: Awaited<ReturnType<typeof scenario>>;
+
+beforeAll(async () => {
+  h = await startHaven({
+    HAVEN_MAX_MESSAGES_PER_SECOND: "1000",
+    // nothing in the rooms changes on its own while a batch runs
+    HAVEN_HOSPITAL_REALERT_INTERVAL_MS: "3600000",
+    HAVEN_HOSPITAL_ACK_TIMEOUT_MS: "3600000",
+    HAVEN_DISPATCH_WIDEN_INTERVAL_MS: "600000",
+    HAVEN_OFFER_TIMEOUT_MS: "600000",
+    HAVEN_CLOSE_GRACE_MS: "600000",
+  });
+  ops = await login(h, OPS.email, OPS.password);
+  s = await scenario(h, ops, SCENE);
+}, 60_000);
+afterAll(async () => { await h?.stop(); });
+
+/** Success shapes per message (docs/protocol.md §3). */
+const SUCCESS: Record<string, (value: any, payload: any) => boolean> = {
+  position: (v) => v.ok === true,
+  status: (v) => v.ok === true && (typeof v.status === "string" || v.duplicate === true),
+  assessment: (v) => v.ok === true && ((typeof v.priority === "string" && typeof v.hospitalId === "string") || v.duplicate === true),
+  cancel: (v) => v.ok === true && (v.status === "cancelled" || v.duplicate === true),
+  availability: (v, p) => v.ok === true && v.available === p.available,
+  accept_offer: (v) => v.ok === true && typeof v.emergencyId === "string",
+  decline_offer: (v) => v.ok === true,
+  acknowledge: (v) => v.ok === true && (v.status === "acknowledged" || v.duplicate === true),
+  decline: (v) => v.ok === true && (typeof v.nextHospitalId === "string" || v.duplicate === true),
+  readiness: (v, p) => v.ok === true && ((v.key === p.key && v.ready === p.ready) || v.duplicate === true),
+  capacity: (v) => v.ok === true,
+  handover: (v) => v.ok === true && (v.status === "handed_over" || v.duplicate === true),
+};
+
+interface Target {
+  type: string;
+  schema: SchemaKey;
+  sender: () => Room<any, any>;
+  observer: () => Room<any, any>;
+  /** Refusals of a valid payload that the action itself may give (docs/protocol.md §3). */
+  domain: string[];
+  /** Payloads to draw from; the schema's generator by default. */
+  arbitrary?: fc.Arbitrary<unknown>;
+}
+
+/** What the answer to `payload` must be. */
+function expected(t: Target, payload: unknown): { kind: "valid" } | { kind: "refused"; codes: string[] } | { kind: "skip" } {
+  const wire = payload === undefined ? { encodable: true as const, bytes: 0, decodes: true as const, decoded: {} } : onTheWire(t.type, payload);
+  if (!wire.encodable) return { kind: "skip" }; // the SDK cannot send it (a BigInt beyond 64 bits)
+  if (wire.bytes > 60_000) return { kind: "skip" }; // beyond the transport's hard limit the socket is closed (test/bad-input.test.ts)
+  if (Math.abs(wire.bytes - MAX_FRAME) <= 8) return { kind: "refused", codes: ["FRAME_TOO_LARGE", "INVALID_PAYLOAD"] }; // request ids differ in length
+  if (wire.bytes > MAX_FRAME) return { kind: "refused", codes: ["FRAME_TOO_LARGE"] };
+  if (!wire.decodes) return { kind: "refused", codes: ["MALFORMED_FRAME"] };
+  return accepts(SCHEMAS[t.schema], wire.decoded) ? { kind: "valid" } : { kind: "refused", codes: ["INVALID_PAYLOAD"] };
+}
+
+function checkRefusal(out: Outcome & { ok: false }): void {
+  expect(Object.keys(DOCUMENTED_CODES), `undocumented code ${out.code}`).toContain(out.code);
+  expect(out.code).not.toBe("INTERNAL");
+  expect(typeof out.message).toBe("string");
+  if (out.code === "INVALID_PAYLOAD" && out.details !== undefined) {
+    expect(Array.isArray(out.details)).toBe(true);
+    expect((out.details as unknown[]).length).toBeLessThanOrEqual(8);
+  }
+}
+
+const stats: Record<string, { valid: number; refused: number; skipped: number; codes: Record<string, number> }> = {};
+
+/** One case: send, wait for the observer to have every patch the answer caused, check. */
+async function runCase(t: Target, payload: unknown): Promise<void> {
+  const exp = expected(t, payload);
+  const st = (stats[`${t.sender().name}.${t.type}`] ??= { valid: 0, refused: 0, skipped: 0, codes: {} });
+  if (exp.kind === "skip") { st.skipped++; return; }
+  const observer = t.observer();
+  const before = view(observer);
+  const out = await ask(t.sender(), t.type, payload);
+  await fence(observer);
+  if (out.ok) {
+    st.valid++;
+    expect(exp.kind, `accepted an invalid payload: ${JSON.stringify(out.value)}`).toBe("valid");
+    expect(SUCCESS[t.type](out.value, payload), `answer ${JSON.stringify(out.value)}`).toBe(true);
+    return;
+  }
+  st.refused++;
+  st.codes[out.code] = (st.codes[out.code] ?? 0) + 1;
+  checkRefusal(out);
+  const allowed = exp.kind === "valid" ? t.domain : exp.codes;
+  expect(allowed, `${out.code}: ${out.message}`).toContain(out.code);
+  expect(view(observer), "a refused message changed the state").toBe(before);
+}
+
+/** After a batch: the server is alive, logged no error, its heap is bounded, and the room goes on. */
+async function afterBatch(heapBefore: number, logMark: number, stillWorks: () => Promise<void>): Promise<void> {
+  await alive(h);
+  expect(serverErrors(h, logMark)).toEqual([]);
+  await stillWorks();
+  const grown = (await heap(h)) - heapBefore;
+  expect(grown, `heap grew by ${grown} bytes`).toBeLessThan(HEAP_GROWTH_LIMIT);
+}
+
+async function fuzz(t: Target, stillWorks: () => Promise<void>): Promise<void> {
+  const heapBefore = await heap(h);
+  const logMark = h.logs.join("").length;
+  await fence(t.observer());
+  await fc.assert(fc.asyncProperty(t.arbitrary ?? payloads(SCHEMAS[t.schema]), (p) => runCase(t, p)), params());
+  await afterBatch(heapBefore, logMark, stillWorks);
+}
+
+let nudge = 0;
+/** The patient moves a little; the crew sees it. */
+async function patientSeen(): Promise<void> {
+  const lat = SCENE.lat + ++nudge * 1e-6;
+  const r = await ask(s.pRoom, "position", { lat, lng: SCENE.lng });
+  if (["handed_over", "cancelled"].includes(s.crewRoom.state.status)) {
+    // a valid handover from the wallboard ended it: refused, and the crew is still there
+    expect(r.ok === false && r.code).toBe("EMERGENCY_CLOSED");
+    expect(s.crewRoom.connection.isOpen).toBe(true);
+    return;
+  }
+  expect(r).toEqual({ ok: true, value: { ok: true } });
+  await waitFor(s.crewRoom, (st) => st.patient.lat === lat, 2000, "the crew sees the patient move");
+}
+
+describe(`fuzzing every socket message (seed ${SEED})`, () => {
+  const emergency = (type: string, schema: SchemaKey, domain: string[], sender = () => s.faRoom as Room<any, any>): Target =>
+    ({ type, schema, sender, observer: () => s.crewRoom, domain });
+
+  it("regressions: counterexamples the fuzzing found, as fixed cases", async () => {
+    // seed 20261202: fastest-validator let null through every optional field, and the handlers wrote
+    // it into the state, where the schema dropped the field for every client (accuracy vanished)
+    const cases: [Room<any, any>, string, unknown][] = [
+      [s.pRoom, "position", { lat: -90, lng: 0, accuracy: null }],
+      [s.faRoom, "status", { step: "en_route", idempotencyKey: null }],
+      [s.faRoom, "assessment", { mechanism: "a", injuries: [], treatment: [], idempotencyKey: null }],
+      [s.faRoom, "assessment", { mechanism: "a", injuries: [], treatment: [], signs: { gcs: null } }],
+      [s.pRoom, "cancel", { reason: "false_alarm", idempotencyKey: null }],
+      [s.pRoom, "cancel", { reason: "other", note: null }],
+    ];
+    for (const [room, type, payload] of cases) {
+      await fence(s.crewRoom);
+      const before = view(s.crewRoom);
+      const out = await ask(room, type, payload);
+      await fence(s.crewRoom);
+      expect(out, `${type} ${JSON.stringify(payload)}`).toMatchObject({ ok: false, code: "INVALID_PAYLOAD" });
+      expect(view(s.crewRoom)).toBe(before);
+    }
+  });
+
+  it("emergency room: position, from the patient and from the first-aider", async () => {
+    await fuzz(emergency("position", "position", ["EMERGENCY_CLOSED"], () => s.pRoom), patientSeen);
+    await fuzz(emergency("position", "position", ["EMERGENCY_CLOSED"]), patientSeen);
+  }, 120_000);
+
+  it("emergency room: status", async () => {
+    await fuzz(emergency("status", "status", ["EMERGENCY_CLOSED", "INVALID_TRANSITION"]), patientSeen);
+  }, 120_000);
+
+  it("emergency room: assessment", async () => {
+    await fuzz(emergency("assessment", "assessment", ["EMERGENCY_CLOSED"]), patientSeen);
+  }, 120_000);
+
+  it("emergency room: a message the sender's role may not send, and names no room handles", async () => {
+    const types = fc.oneof(
+      fc.constantFrom("status", "assessment", "fence", "error", "__proto__", "constructor", "hasOwnProperty", "toString", "onCreate", "acceptOffer", "restCancel", "capacity", "x".repeat(40), "Position", "position "),
+      nastyString.filter((x) => x.length >= 1 && x.length <= 40),
+    );
+    const logMark = h.logs.join("").length;
+    const heapBefore = await heap(h);
+    await fc.assert(fc.asyncProperty(types, hostile(2), async (type, payload) => {
+      const wire = onTheWire(type, payload);
+      if (!wire.encodable || wire.bytes > 60_000) return;
+      const before = view(s.crewRoom);
+      // the patient may send only position and cancel; a cancel is left out here (it would end the emergency)
+      const out = await ask(s.pRoom, type, payload);
+      await fence(s.crewRoom);
+      const known = ["position", "status", "assessment", "cancel"].includes(type);
+      if (out.ok) throw new Error(`${type} was accepted: ${JSON.stringify(out.value)}`);
+      checkRefusal(out);
+      if (wire.bytes > MAX_FRAME + 8) expect(out.code).toBe("FRAME_TOO_LARGE");
+      else if (wire.bytes < MAX_FRAME - 8) {
+        if (!known) expect(out.code).toBe(type.isWellFormed() ? "UNKNOWN_MESSAGE" : out.code); // a lone surrogate may not survive UTF-8
+        else if (type === "status" || type === "assessment") expect(out.code).toBe("FORBIDDEN");
+        else expect(["INVALID_PAYLOAD", "MALFORMED_FRAME"]).toContain(out.code);
+      }
+      expect(view(s.crewRoom)).toBe(before);
+    }), params());
+    await afterBatch(heapBefore, logMark, patientSeen);
+  }, 120_000);
+
+  it("emergency room: raw frames that the SDK would never send", async () => {
+    const room = s.faRoom;
+    const ws = (room.connection as any).transport.ws as WebSocket;
+    const inbox: Uint8Array[] = [];
+    const tap = (e: MessageEvent) => inbox.push(new Uint8Array(e.data as ArrayBuffer));
+    ws.addEventListener("message", tap);
+    room.onMessage("error", () => {});
+    const permissive = new Packr({ structuredClone: true, moreTypes: true, useRecords: true });
+    let nextId = 1_000_000;
+    const head = (kind: number, id: number | undefined, type: string | number | undefined): number[] => {
+      const bytes: number[] = [kind];
+      const it = { offset: 1 };
+      if (id !== undefined) encode.number(bytes as never, id, it);
+      if (typeof type === "string") encode.string(bytes as never, type, it);
+      else if (typeof type === "number") encode.number(bytes as never, type, it);
+      return bytes.slice(0, it.offset);
+    };
+    const body = fc.oneof(
+      fc.uint8Array({ maxLength: 64 }),
+      fc.constant(new Uint8Array(0)),
+      hostile(2).map((v) => { try { return permissive.pack(v); } catch { return new Uint8Array([0xc1]); } }),
+      fc.tuple(fc.record({ lat: nastyNumber, lng: nastyNumber }), fc.nat()).map(([v, cut]) => { const b = permissive.pack(v); return b.subarray(0, cut % (b.length + 1)); }),
+      fc.integer({ min: 8200, max: 20_000 }).map((n) => new Uint8Array(n).fill(0x90)),
+    );
+    const frame = fc.record({
+      kind: fc.constantFrom(13, 21, 17, 13 | 0x40, 21 | 0x80, 13 | 0xe0, 0, 1, 2, 9, 11, 14, 15, 16, 18, 19, 20, 22, 23, 31, 0xe0 | 18),
+      // ids the SDK may be using are left to it
+      id: fc.oneof(fc.constant("own" as const), fc.constant(undefined), nastyNumber.filter((x) => !(Number.isInteger(x) && x >= 0 && x < 1_000_000))),
+      type: fc.oneof(fc.constantFrom("position", "status", "__proto__", "hasOwnProperty", "", "x".repeat(41)), fc.constant(undefined), fc.integer(), nastyString.filter((x) => x.length < 300)),
+      payload: body,
+    });
+    const logMark = h.logs.join("").length;
+    const heapBefore = await heap(h);
+    await fc.assert(fc.asyncProperty(frame, async (f) => {
+      if ([10, 12].includes(f.kind & 0x1f)) return; // join acknowledgement and leave belong to Colyseus
+      const isRequest = (f.kind & 0x1f) === 21 || (f.kind & 0x1f) === 17;
+      const own = f.id === "own" ? nextId++ : undefined;
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array([...head(f.kind, isRequest ? (own ?? (f.id as number | undefined)) : undefined, f.type), ...f.payload]);
+      } catch {
+        return; // a header the schema encoder cannot write
+      }
+      const before = view(s.crewRoom);
+      inbox.length = 0;
+      await paceOf(room).take();
+      room.connection.send(bytes);
+      await fence(room); // answered in order on this socket: any answer to the frame is in
+      await fence(s.crewRoom);
+      const answers = inbox.flatMap((b) => {
+        const it = { offset: 1 };
+        if (b[0] === 22) {
+          const id = decode.number(b as never, it);
+          const status = b[it.offset++];
+          const reply = b.byteLength > it.offset ? unpack(b.subarray(it.offset)) : undefined;
+          return id === own && own !== undefined ? [{ status, reply }] : [];
+        }
+        if (b[0] === 13 && decode.string(b as never, it) === "error") {
+          const reply = unpack(b.subarray(it.offset));
+          return reply.type === "fence" ? [] : [{ status: 1, reply }];
+        }
+        return [];
+      });
+      expect(answers.length, JSON.stringify(answers)).toBeLessThanOrEqual(1);
+      expect(room.connection.isOpen).toBe(true);
+      const refused = answers.find((a) => a.status !== 0);
+      if (refused) {
+        expect(refused.status, "a refusal, not a server fault").toBe(1);
+        expect(refused.reply, JSON.stringify(refused.reply)).toBeTypeOf("object");
+        checkRefusal({ ok: false, ...refused.reply });
+        expect(view(s.crewRoom), "a refused frame changed the state").toBe(before);
+      }
+      if (isRequest && own !== undefined && (f.kind & 0x1f) === 21 && bytes.byteLength <= MAX_FRAME) {
+        expect(answers.length, "a request frame with a readable id is answered").toBe(1);
+      }
+    }), params());
+    ws.removeEventListener("message", tap);
+    await afterBatch(heapBefore, logMark, patientSeen);
+  }, 120_000);
+
+  it("duty room: position, availability, accept_offer and decline_offer", async () => {
+    const r = await onDuty(h, ops, "first_aider", { lat: 3.1, lng: 35.6 }); // Lodwar: nowhere near either emergency
+    const second = await join(h, r.acc.token, r.duty.roomId);
+    second.onMessage("offer_withdrawn", () => {});
+    const duty = (type: string, schema: SchemaKey, domain: string[] = []): Target => ({ type, schema, sender: () => r.duty, observer: () => second, domain });
+    const seen = async () => {
+      const lat = 3.1 + ++nudge * 1e-6;
+      expect(await ask(r.duty, "position", { lat, lng: 35.6 })).toEqual({ ok: true, value: { ok: true } });
+      await waitFor(second, (st) => st.lat === lat, 2000, "the other session sees the position");
+    };
+    await fuzz(duty("position", "position"), seen);
+    await fuzz(duty("availability", "availability"), seen);
+    await fuzz(duty("accept_offer", "acceptOffer", ["OFFER_NOT_FOUND"]), seen);
+    await fuzz(duty("decline_offer", "declineOffer", ["OFFER_NOT_FOUND"]), seen);
+    await second.leave();
+    await r.duty.leave();
+  }, 300_000);
+
+  it("hospital room: acknowledge, readiness, capacity, decline and handover", async () => {
+    /** The wallboard of an emergency's receiving hospital, as two staff members see it. */
+    const boardOf = async (e: Awaited<ReturnType<typeof scenario>>) => {
+      if (!e.crewRoom.state.hospital.id) {
+        const r = await ask(e.faRoom, "assessment", { mechanism: "fall", injuries: [], treatment: [] });
+        expect(r.ok).toBe(true);
+        await waitFor(e.crewRoom, (st) => st.hospital.id !== "", 2000, "a receiving hospital");
+      }
+      const hospitalId = e.crewRoom.state.hospital.id as string;
+      const staff = await account(h, "hospital_staff", { hospitalId, by: ops });
+      const watcher = await account(h, "hospital_staff", { hospitalId, by: ops });
+      const board = await join(h, staff.token, `hospital-${hospitalId}`);
+      const other = await join(h, watcher.token, `hospital-${hospitalId}`);
+      await sleep(1100); // the emergency's coalesced wallboard update (at most one a second) is out
+      let beds = 0;
+      const seen = async () => {
+        const n = 100 + (++beds % 50);
+        expect(await ask(board, "capacity", { emergencyBeds: n, accepting: true })).toEqual({ ok: true, value: { ok: true } });
+        await waitFor(other, (st) => st.emergencyBeds === n, 2000, "the other wallboard sees the capacity");
+      };
+      // the emergency on the board, another one, or what the generator made
+      const emergencyId = fc.oneof(fc.constant(undefined), fc.constant(e.id), fc.constant(crypto.randomUUID()), fc.string({ unit: fc.constantFrom(..."abc-_019XYZ".split("")), minLength: 1, maxLength: 64 }));
+      const withId = (key: SchemaKey) => fc.tuple(payloads(SCHEMAS[key]), emergencyId).map(([p, id]) =>
+        id !== undefined && p !== null && typeof p === "object" && !Array.isArray(p) && "emergencyId" in p && typeof (p as any).emergencyId === "string" ? { ...p, emergencyId: id } : p);
+      const target = (type: string, schema: SchemaKey, domain: string[]): Target =>
+        ({ type, schema, sender: () => board, observer: () => other, domain, arbitrary: withId(schema) });
+      return { board, other, seen, target, done: async () => { await board.leave(); await other.leave(); } };
+    };
+    const closed = ["EMERGENCY_NOT_FOUND", "EMERGENCY_CLOSED", "NOT_RECEIVING_HOSPITAL"];
+    const first = await boardOf(s);
+    await fuzz(first.target("acknowledge", "acknowledge", closed), first.seen);
+    await fuzz(first.target("readiness", "readiness", [...closed, "INVALID_PAYLOAD"]), first.seen); // INVALID_PAYLOAD: a 21st item
+    await fuzz(first.target("capacity", "capacity", []), first.seen);
+    await fuzz(first.target("decline", "decline", [...closed, "INVALID_TRANSITION"]), first.seen);
+    await first.done();
+    // a handover needs a patient on the way: another emergency, transporting
+    const e = await scenario(h, ops, SCENE);
+    await ask(e.faRoom, "assessment", { mechanism: "fall", injuries: [], treatment: [] });
+    for (const step of ["on_scene", "left_scene"]) expect(await ask(e.faRoom, "status", { step })).toMatchObject({ ok: true });
+    const second = await boardOf(e);
+    await fuzz(second.target("handover", "handover", [...closed, "INVALID_TRANSITION"]), second.seen);
+    await second.done();
+  }, 300_000);
+
+  it("emergency room: cancel (last: a valid one ends the emergency)", async () => {
+    const patient = await account(h, "patient");
+    const alert = await h.http("POST", "/api/emergency/alert", FAR, patient.token);
+    expect(alert.status).toBe(201);
+    const pRoom = await join(h, patient.token, alert.body.emergencyId);
+    const opsRoom = await join(h, ops.token, alert.body.emergencyId);
+    await fuzz({ type: "cancel", schema: "cancel", sender: () => pRoom, observer: () => opsRoom, domain: [] }, async () => {
+      const seenBefore = opsRoom.state.patient.updatedAt;
+      const r = await ask(pRoom, "position", { lat: FAR.lat, lng: FAR.lng });
+      if (r.ok) await waitFor(opsRoom, (st) => st.patient.updatedAt !== seenBefore, 2000, "ops sees the patient");
+      else expect(r.code).toBe("EMERGENCY_CLOSED"); // cancelled by a valid cancel: refused, and ops still connected
+      expect(opsRoom.connection.isOpen).toBe(true);
+    });
+    await patientSeen();
+    console.info(`[fuzz] seed ${SEED}; cases per message (valid / refused / not sendable, refusal codes):\n${
+      Object.entries(stats).map(([k, v]) => `  ${k}: ${v.valid} / ${v.refused} / ${v.skipped} ${JSON.stringify(v.codes)}`).join("\n")}`);
+  }, 120_000);
+});
