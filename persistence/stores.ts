@@ -154,6 +154,8 @@ export interface EmergencyStore {
   saveSnapshots(rows: { id: string; fence: number; seq: number; state: Buffer }[]): Promise<string[]>;
   /** The active emergencies with the process that holds each (undefined: never claimed). */
   activeOwners(): Promise<{ id: string; owner?: string }[]>;
+  /** Whether the emergency is active (raised, neither handed over nor cancelled). */
+  isActive(id: string): Promise<boolean>;
   /** The patient's active emergency, if any. */
   activeFor(patientId: string): Promise<string | undefined>;
   /** Whether the subject ever raised an emergency (an emergency-bypass token raises one). */
