@@ -292,20 +292,34 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
     await afterBatch(heapBefore, logMark, patientSeen);
   }, 120_000);
 
-  it("duty room: position, availability, accept_offer and decline_offer", async () => {
-    const r = await onDuty(h, ops, "first_aider", { lat: 3.1, lng: 35.6 }); // Lodwar: nowhere near either emergency
+  it("duty room: position, availability, decline_offer and accept_offer", async () => {
+    const LODWAR = { lat: 3.1, lng: 35.6 }; // nowhere near either emergency
+    const r = await onDuty(h, ops, "first_aider", LODWAR);
     const second = await join(h, r.acc.token, r.duty.roomId);
     second.onMessage("offer_withdrawn", () => {});
-    const duty = (type: string, schema: SchemaKey, domain: string[] = []): Target => ({ type, schema, sender: () => r.duty, observer: () => second, domain });
     const seen = async () => {
-      const lat = 3.1 + ++nudge * 1e-6;
-      expect(await ask(r.duty, "position", { lat, lng: 35.6 })).toEqual({ ok: true, value: { ok: true } });
+      const lat = LODWAR.lat + ++nudge * 1e-6;
+      expect(await ask(r.duty, "position", { lat, lng: LODWAR.lng })).toEqual({ ok: true, value: { ok: true } });
       await waitFor(second, (st) => st.lat === lat, 2000, "the other session sees the position");
     };
+    /** An open offer for this responder: a patient next to them raises an alert. */
+    const offerNearby = async (): Promise<string> => {
+      expect(await ask(r.duty, "availability", { available: true })).toMatchObject({ ok: true });
+      const patient = await account(h, "patient");
+      const alert = await h.http("POST", "/api/emergency/alert", { lat: LODWAR.lat + 0.0005, lng: LODWAR.lng }, patient.token);
+      await waitFor(second, (st) => [...st.offers.values()].some((o: any) => o.emergencyId === alert.body.emergencyId), 3000, "an offer");
+      await fence(second);
+      return ([...second.state.offers.values()] as any[]).find((o) => o.emergencyId === alert.body.emergencyId).id;
+    };
+    /** Payloads whose offerId is sometimes the open offer's. */
+    const naming = (key: SchemaKey, offerId: string) => fc.tuple(payloads(SCHEMAS[key]), fc.boolean()).map(([p, real]) =>
+      real && p !== null && typeof p === "object" && !Array.isArray(p) && typeof (p as any).offerId === "string" ? { ...p, offerId } : p);
+    const duty = (type: string, schema: SchemaKey, domain: string[] = [], arbitrary?: fc.Arbitrary<unknown>): Target =>
+      ({ type, schema, sender: () => r.duty, observer: () => second, domain, arbitrary });
     await fuzz(duty("position", "position"), seen);
     await fuzz(duty("availability", "availability"), seen);
-    await fuzz(duty("accept_offer", "acceptOffer", ["OFFER_NOT_FOUND"]), seen);
-    await fuzz(duty("decline_offer", "declineOffer", ["OFFER_NOT_FOUND"]), seen);
+    await fuzz(duty("decline_offer", "declineOffer", ["OFFER_NOT_FOUND"], naming("declineOffer", await offerNearby())), seen);
+    await fuzz(duty("accept_offer", "acceptOffer", ["OFFER_NOT_FOUND", "ALREADY_ASSIGNED"], naming("acceptOffer", await offerNearby())), seen);
     await second.leave();
     await r.duty.leave();
   }, 300_000);
