@@ -239,11 +239,7 @@ export function buildApi(ctx: ApiContext): Router {
     }
     const token = bearer(req);
     await services().tokens.verify(token);
-    const body = jsonBody(req) as Record<string, unknown>;
-    const options = method === "reconnect"
-      ? { reconnectionToken: typeof body?.reconnectionToken === "string" && body.reconnectionToken.length <= 128 ? body.reconnectionToken : undefined }
-      : validate("joinOptions", body);
-    if (method === "reconnect" && !options.reconnectionToken) throw new HavenError("INVALID_PAYLOAD", "reconnectionToken is required");
+    const options = validate(method === "reconnect" ? "reconnectOptions" : "joinOptions", jsonBody(req));
     const auth = createAuthContext({ headers: req.headers, token, remoteAddress: req.ip });
     if (method === "joinById") await ensureJoinable(roomId);
     try {

@@ -134,6 +134,7 @@ const schemas = {
   hospitalApproval: { $$strict: true, approved: { type: "enum", values: [true] } },
   verifyResponder: { $$strict: true, verified: { type: "boolean" } },
   joinOptions: { $$strict: true },
+  reconnectOptions: { $$strict: true, reconnectionToken: { type: "string", min: 1, max: 128 } },
 } as const;
 
 export type SchemaName = keyof typeof schemas;
