@@ -107,6 +107,7 @@ export const SCHEMAS = {
   restCancel: obj({ reason: { t: "enum", values: CANCEL_REASONS }, note: text(200), idempotencyKey: idemSpec }),
   availabilityUpdate: obj({ emergencyBeds: { t: "num", int: true, min: 0, max: 10_000 }, icuBeds: opt({ t: "num", int: true, min: 0, max: 10_000 }), accepting: { t: "bool" } }),
   empty: obj({}),
+  reconnect: obj({ reconnectionToken: { t: "str", min: 1, max: 128 } }),
   hospitalRegistration: obj({
     id: { t: "str", min: 2, max: 64, pattern: /^[a-z0-9][a-z0-9-]*$/, gen: fromChars("abcdefghijklmnopqrstuvwxyz0123456789-", 2, 64) },
     name: { t: "str", min: 1, max: 200 }, lat, lng,

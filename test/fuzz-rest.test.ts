@@ -204,7 +204,26 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
       name: "matchmake joinById", method: "POST", path: route((id) => `/matchmake/joinById/${id}`, emergencyA, "hospital-knh", `duty-${responder.id}`), schema: "empty", token: () => patientA.token,
       domain: ["ROOM_NOT_FOUND", "NOT_ENTITLED", "FORBIDDEN"],
     },
+    {
+      name: "matchmake reconnect", method: "POST", path: route((id) => `/matchmake/reconnect/${id}`, emergencyA, "hospital-knh"), schema: "reconnect", token: () => patientA.token,
+      domain: ["ROOM_NOT_FOUND", "INVALID_PAYLOAD", "NOT_ENTITLED"],
+    },
   ];
+
+  it("matchmaking methods other than joinById and reconnect are refused, whatever the body", async () => {
+    const heapBefore = await heap(h);
+    const logMark = h.logs.join("").length;
+    const method = fc.oneof(fc.constantFrom("create", "join", "joinOrCreate", "JoinById", "__proto__", "constructor", "toString"), fc.string({ unit: fc.constantFrom(..."abcXYZ_-".split("")), minLength: 1, maxLength: 20 }));
+    await fc.assert(fc.asyncProperty(method, segment(emergencyA, "emergency", "hospital-knh"), payloads(SCHEMAS.empty), async (m, { seg, routable }, payload) => {
+      const json = asJson(payload);
+      if (!json || ["joinById", "reconnect"].includes(m) || Buffer.byteLength(json.text ?? "") > MAX_BODY) return;
+      const r = await call("POST", `/matchmake/${m}/${seg}`, json.text, patientA.token);
+      count("matchmake other methods", r);
+      checkReply(r);
+      expect(r.body.code).toBe(routable ? "FORBIDDEN" : "NOT_FOUND");
+    }), params());
+    await afterBatch(heapBefore, logMark);
+  }, 120_000);
 
   it("regressions: counterexamples the fuzzing found, as fixed cases", async () => {
     // seed 20261202: an emergency id that names nothing was looked up by opening a room for it,
@@ -225,9 +244,11 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
     const profile = { bloodType: "O+", allergies: [{ substance: "penicillin", reaction: null }], conditions: [], medications: [], emergencyContacts: [], consent: { shareInEmergency: true, version: 1 } };
     expect(await call("POST", "/api/medical-profile", JSON.stringify(profile), patientC.token)).toMatchObject({ status: 400, body: { code: "INVALID_PAYLOAD" } });
     expect(await call("POST", "/api/emergency/alert", JSON.stringify({ ...SCENE_A, note: null }), patientA.token)).toMatchObject({ status: 400, body: { code: "INVALID_PAYLOAD" } });
+    // seed 20261202: the reconnect body was read leniently (unknown keys, any other shape)
+    expect(await call("POST", "/matchmake/reconnect/a", JSON.stringify({ reconnectionToken: " ", extra: false }), patientA.token)).toMatchObject({ status: 400, body: { code: "INVALID_PAYLOAD" } });
   });
 
-  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById"]) {
+  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById", "matchmake reconnect"]) {
     it(`${name}: random, boundary and hostile bodies and path segments`, async () => {
       await fuzzEndpoint(endpoints().find((e) => e.name === name)!);
     }, 120_000);
