@@ -169,6 +169,14 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       expect(out, `${type} ${JSON.stringify(payload)}`).toMatchObject({ ok: false, code: "INVALID_PAYLOAD" });
       expect(view(s.crewRoom)).toBe(before);
     }
+    // seed 20261202: a plain send refused as too large came back with type null, so the client
+    // could not tell which of its sends had failed
+    const errors: any[] = [];
+    const off = s.pRoom.onMessage("error", (e: any) => errors.push(e)) as unknown as () => void;
+    s.pRoom.send("position", { lat: 0, lng: 0, extra: "🚑".repeat(3000) });
+    await fence(s.pRoom);
+    off();
+    expect(errors).toMatchObject([{ code: "FRAME_TOO_LARGE", type: "position" }]);
   });
 
   it("emergency room: position, from the patient and from the first-aider", async () => {
@@ -209,6 +217,32 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       }
       expect(view(s.crewRoom)).toBe(before);
     }), params());
+    await afterBatch(heapBefore, logMark, patientSeen);
+  }, 120_000);
+
+  it("emergency room: position as a plain send, refused with an error message and nothing else", async () => {
+    const room = s.faRoom;
+    const errors: any[] = [];
+    const off = room.onMessage("error", (e: any) => errors.push(e)) as unknown as () => void;
+    const heapBefore = await heap(h);
+    const logMark = h.logs.join("").length;
+    await fc.assert(fc.asyncProperty(payloads(SCHEMAS.position), async (payload) => {
+      const exp = expected({ type: "position", schema: "position" } as Target, payload);
+      if (exp.kind === "skip") return;
+      const before = view(s.crewRoom);
+      errors.length = 0;
+      await paceOf(room).take();
+      room.send("position", payload as never);
+      await fence(room); // a refusal of the send is answered before the fence, on the same socket
+      await fence(s.crewRoom);
+      if (exp.kind === "valid") return void expect(errors).toEqual([]);
+      expect(errors.length, JSON.stringify(errors)).toBe(1);
+      expect(errors[0].type).toBe("position");
+      expect(exp.codes).toContain(errors[0].code);
+      checkRefusal({ ok: false, ...errors[0] });
+      expect(view(s.crewRoom), "a refused send changed the state").toBe(before);
+    }), params());
+    off();
     await afterBatch(heapBefore, logMark, patientSeen);
   }, 120_000);
 

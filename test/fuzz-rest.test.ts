@@ -225,6 +225,39 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
     await afterBatch(heapBefore, logMark);
   }, 120_000);
 
+  it("Authorization headers: missing, malformed, forged and tampered bearer tokens", async () => {
+    const heapBefore = await heap(h);
+    const logMark = h.logs.join("").length;
+    const real = patientA.token;
+    const header = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(`Bearer ${real}`),
+      fc.tuple(fc.nat({ max: real.length - 1 }), fc.constantFrom(..."AZaz09-_.".split(""))).map(([i, c]) => `Bearer ${real.slice(0, i)}${c}${real.slice(i + 1)}`),
+      fc.nat({ max: real.length }).map((n) => `Bearer ${real.slice(0, n)}`),
+      fc.constantFrom("Bearer", "Bearer ", "bearer x", "Basic dXNlcjpwYXNz", `Bearer ${real} ${real}`, `Bearer  ${real}`, "Bearer v4.public.", "Bearer v3.local.abc", "Bearer v4.public.eyJ9.e30"),
+      nastyString.filter((x) => x.length < 2000).map((x) => `Bearer ${x}`),
+      fc.string({ maxLength: 100 }),
+    );
+    await fc.assert(fc.asyncProperty(header, fc.boolean(), async (auth, post) => {
+      const headers: Record<string, string> = post ? { "content-type": "application/json" } : {};
+      if (auth !== undefined) headers.authorization = auth;
+      let r: Reply;
+      try {
+        const res = await fetch(`${h.url}${post ? `/api/emergency/${emergencyA}/location` : "/api/hospitals/nearby?lat=0&lng=0"}`, { method: post ? "PUT" : "GET", headers, body: post ? JSON.stringify(SCENE_A) : undefined });
+        r = { status: res.status, body: await res.json() };
+      } catch (error) {
+        if (error instanceof TypeError && /header|ByteString/i.test(String((error as any).cause ?? error.message))) return; // not a header a client can send
+        throw error;
+      }
+      count("authorization", r);
+      checkReply(r);
+      const valid = auth !== undefined && /^Bearer\s+(\S+)$/i.exec(auth)?.[1] === real;
+      if (valid) expect(r.status).toBe(200);
+      else expect(["UNAUTHENTICATED", "TOKEN_INVALID", "TOKEN_EXPIRED"]).toContain(r.body.code);
+    }), params());
+    await afterBatch(heapBefore, logMark);
+  }, 120_000);
+
   it("regressions: counterexamples the fuzzing found, as fixed cases", async () => {
     // seed 20261202: an emergency id that names nothing was looked up by opening a room for it,
     // whose refusal Colyseus logged at error level: any client could fill the log
