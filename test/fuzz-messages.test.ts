@@ -3,10 +3,11 @@ import fc from "fast-check";
 import { Packr, unpack } from "msgpackr";
 import { decode, encode } from "@colyseus/schema";
 import type { Room } from "@colyseus/sdk";
+import NodeWebSocket from "ws";
 import { OPS, account, join, login, onDuty, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
 import {
   DOCUMENTED_CODES, HEAP_GROWTH_LIMIT, SCHEMAS, SEED, accepts, alive, ask, fence, heap, hostile, nastyNumber, nastyString, onTheWire,
-  params, paceOf, payloads, serverErrors, view, type Outcome, type SchemaKey,
+  RUNS, params, paceOf, payloads, serverErrors, view, type Outcome, type SchemaKey,
 } from "./fuzz-kit.ts";
 
 /**
@@ -323,6 +324,50 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       }
     }), params());
     ws.removeEventListener("message", tap);
+    await afterBatch(heapBefore, logMark, patientSeen);
+  }, 120_000);
+
+  it("socket upgrades: hostile paths, seats and tokens are refused, and nothing is left open", async () => {
+    const processId = (await h.http("POST", `/matchmake/joinById/${s.id}`, {}, s.patient.token)).body.processId as string;
+    const token = fc.oneof(fc.constant(s.patient.token), fc.constant(s.fa.acc.token), fc.constant(""), fc.constant(undefined), nastyString.map((x) => encodeURIComponent(x.toWellFormed())),
+      fc.nat({ max: s.patient.token.length - 1 }).map((i) => s.patient.token.slice(0, i) + (s.patient.token[i] === "A" ? "B" : "A") + s.patient.token.slice(i + 1)));
+    const seg = fc.oneof(fc.constantFrom(processId, s.id, "hospital-knh", "", "..", "%00", "x".repeat(300)), nastyString.filter((x) => x.length < 200).map((x) => encodeURIComponent(x.toWellFormed())));
+    const query = fc.record({
+      sessionId: fc.option(fc.oneof(fc.string({ maxLength: 20 }), nastyString.filter((x) => x.length < 200)), { nil: undefined }),
+      reconnectionToken: fc.option(fc.oneof(fc.string({ maxLength: 20 }), nastyString.filter((x) => x.length < 200)), { nil: undefined }),
+      skipHandshake: fc.option(fc.constantFrom("1", "true", "0"), { nil: undefined }),
+    }, { requiredKeys: [] });
+    const logMark = h.logs.join("").length;
+    const heapBefore = await heap(h);
+    const outcomes: Record<string, number> = {};
+    await fc.assert(fc.asyncProperty(seg, seg, query, token, async (a, b, q, t) => {
+      const search = new URLSearchParams(Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, (v as string).toWellFormed()] as [string, string]));
+      const url = `${h.url.replace("http", "ws")}/${a}/${b}?${search}${t === undefined ? "" : `&_authToken=${t}`}`;
+      const outcome = await new Promise<{ kind: string; status?: number; body?: string; code?: number }>((resolve) => {
+        let ws: NodeWebSocket;
+        try { ws = new NodeWebSocket(url); } catch (error) { return resolve({ kind: "client refused the URL" }); }
+        const timer = setTimeout(() => { ws.terminate(); resolve({ kind: "left open" }); }, 5000);
+        ws.on("unexpected-response", (_req, res) => {
+          let body = "";
+          res.on("data", (d) => (body += d));
+          res.on("end", () => { clearTimeout(timer); resolve({ kind: "refused", status: res.statusCode, body }); });
+        });
+        ws.on("close", (code) => { clearTimeout(timer); resolve({ kind: "closed", code }); });
+        ws.on("error", () => {});
+      });
+      outcomes[`${outcome.kind} ${outcome.status ?? outcome.code ?? ""}`] = (outcomes[`${outcome.kind} ${outcome.status ?? outcome.code ?? ""}`] ?? 0) + 1;
+      expect(outcome.kind, JSON.stringify(outcome)).not.toBe("left open");
+      if (outcome.kind === "refused") {
+        const body = JSON.parse(outcome.body!);
+        expect(Object.keys(DOCUMENTED_CODES)).toContain(body.code);
+        expect(outcome.status).toBe(DOCUMENTED_CODES[body.code]);
+      }
+      const tokenValid = t === s.patient.token || t === s.fa.acc.token;
+      if (!tokenValid && outcome.kind !== "client refused the URL") {
+        expect(outcome, "a socket without a valid token is refused at the upgrade").toMatchObject({ kind: "refused", status: 401 });
+      }
+    }), params(Math.ceil(RUNS / 5))); // a refused seat takes the server about a second to close
+    console.info(`[fuzz] socket upgrades: ${JSON.stringify(outcomes)}`);
     await afterBatch(heapBefore, logMark, patientSeen);
   }, 120_000);
 
