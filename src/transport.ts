@@ -41,6 +41,10 @@ async function beforeUpgrade(request: Request, context: AuthContext): Promise<Re
     return deny(401, e.code, e.message);
   }
   const url = new URL(request.url);
+  // Colyseus finds the room by this id in a plain object: "__proto__", "constructor" and the like
+  // would name Object's own members, and its join then fails with a TypeError it logs as an error
+  const roomId = /\/([A-Za-z0-9_-]+)$/.exec(url.pathname)?.[1];
+  if (roomId !== undefined && roomId in Object.prototype) return deny(404, "ROOM_NOT_FOUND", `no room ${roomId}`);
   const reconnectionToken = url.searchParams.get("reconnectionToken");
   if (reconnectionToken) {
     const roomId = url.pathname.split("/").pop() ?? "";
