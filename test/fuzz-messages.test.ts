@@ -112,7 +112,10 @@ async function runCase(t: Target, payload: unknown): Promise<void> {
   if (first !== undefined) {
     st.valid++;
     // a retry gets the first answer (or, once it left the memory, the database's duplicate)
-    if (!(out.ok && out.value.duplicate === true)) expect(out.ok ? out.value : out, `a retry with ${key}`).toEqual(first);
+    // a wallboard refuses before the emergency sees the key once the emergency left its board
+    const refusedByBoard = !out.ok && t.type !== "capacity" && t.sender().name === "hospital" && ["EMERGENCY_NOT_FOUND", "EMERGENCY_CLOSED"].includes(out.code);
+    if (!(out.ok && out.value.duplicate === true) && !refusedByBoard) expect(out.ok ? out.value : out, `a retry with ${key}: ${JSON.stringify(out)}`).toEqual(first);
+    if (!out.ok) expect(view(observer), "a refused message changed the state").toBe(before);
     return;
   }
   if (out.ok) {
@@ -393,7 +396,8 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       }
       const tokenValid = t === s.patient.token || t === s.fa.acc.token;
       if (!tokenValid && outcome.kind !== "client refused the URL") {
-        expect(outcome, "a socket without a valid token is refused at the upgrade").toMatchObject({ kind: "refused", status: 401 });
+        // 401 from Haven; 414 or 431 from the HTTP server for a URL or headers too long to read
+        expect(outcome.kind === "refused" && [401, 414, 431].includes(outcome.status!), `a socket without a valid token is refused at the upgrade: ${JSON.stringify(outcome).slice(0, 300)}`).toBe(true);
       }
     }), params(Math.ceil(RUNS / 5))); // a refused seat takes the server about a second to close
     console.info(`[fuzz] socket upgrades: ${JSON.stringify(outcomes)}`);
