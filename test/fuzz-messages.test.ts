@@ -7,7 +7,7 @@ import NodeWebSocket from "ws";
 import { OPS, account, join, login, onDuty, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
 import {
   DOCUMENTED_CODES, HEAP_GROWTH_LIMIT, SCHEMAS, SEED, accepts, alive, ask, fence, heap, hostile, nastyNumber, nastyString, onTheWire,
-  RUNS, params, paceOf, payloads, serverErrors, view, type Outcome, type SchemaKey,
+  RUNS, params, paceOf, payloads, valid, serverErrors, view, type Outcome, type SchemaKey,
 } from "./fuzz-kit.ts";
 
 /**
@@ -479,6 +479,81 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
     await fuzz(second.target("handover", "handover", [...closed, "INVALID_TRANSITION"]), second.seen);
     await second.done();
   }, 300_000);
+
+  it("an emergency's lifecycle: random sequences of valid actions by its parties follow §3's rules", async () => {
+    type World = Awaited<ReturnType<typeof scenario>>;
+    interface Model { status: string; hospital: boolean }
+    const CLOSED = ["handed_over", "cancelled"];
+    const party = (w: World, who: "patient" | "fa" | "crew") => (who === "patient" ? w.pRoom : who === "fa" ? w.faRoom : w.crewRoom);
+    /** Every party sees the same emergency (the patient without `medical`), and the status the model expects. */
+    const agree = async (m: Model, w: World) => {
+      for (const r of [w.pRoom, w.faRoom, w.crewRoom]) await fence(r);
+      const { medical, ...shared } = w.crewRoom.state.toJSON();
+      expect(view(w.faRoom)).toBe(view(w.crewRoom));
+      expect(JSON.stringify(w.pRoom.state.toJSON())).toBe(JSON.stringify(shared));
+      expect(medical).toBeDefined();
+      expect(w.crewRoom.state.status).toBe(m.status);
+    };
+    const refusedIfClosed = (m: Model, out: Outcome) => {
+      if (CLOSED.includes(m.status)) { expect(out).toMatchObject({ ok: false, code: "EMERGENCY_CLOSED" }); return true; }
+      return false;
+    };
+    type Cmd = fc.AsyncCommand<Model, World>;
+    const cmd = (name: string, run: (m: Model, w: World) => Promise<void>): Cmd => ({ check: () => true, run, toString: () => name });
+    const move = (who: "patient" | "fa" | "crew", at: { lat: number; lng: number }) => cmd(`${who} moves to ${JSON.stringify(at)}`, async (m, w) => {
+      const out = await ask(party(w, who), "position", at);
+      if (!refusedIfClosed(m, out)) expect(out).toEqual({ ok: true, value: { ok: true } });
+      await agree(m, w);
+    });
+    const MOVES: Record<string, [string, string[]]> = { on_scene: ["on_scene", ["dispatched"]], left_scene: ["transporting", ["on_scene"]], at_hospital: ["at_hospital", ["transporting"]] };
+    const step = (who: "fa" | "crew", name: string) => cmd(`${who} status ${name}`, async (m, w) => {
+      const out = await ask(party(w, who), "status", { step: name });
+      if (refusedIfClosed(m, out)) return void await agree(m, w);
+      const to = MOVES[name];
+      if (name === "at_hospital" && !m.hospital) expect(out).toMatchObject({ ok: false, code: "INVALID_TRANSITION" });
+      else if (!to || m.status === to[0] || to[1].includes(m.status)) {
+        if (to) m.status = to[0];
+        expect(out).toEqual({ ok: true, value: { ok: true, status: m.status } });
+      } else expect(out).toMatchObject({ ok: false, code: "INVALID_TRANSITION" });
+      await agree(m, w);
+    });
+    const assess = (who: "fa" | "crew", body: unknown) => cmd(`${who} assesses ${JSON.stringify(body)}`, async (m, w) => {
+      const out = await ask(party(w, who), "assessment", body);
+      if (!refusedIfClosed(m, out)) {
+        expect(out.ok, JSON.stringify(out)).toBe(true);
+        if (out.ok && out.value.hospitalId) m.hospital = true;
+      }
+      await agree(m, w);
+    });
+    const cancel = (reason: string) => cmd(`patient cancels (${reason})`, async (m, w) => {
+      const out = await ask(w.pRoom, "cancel", { reason });
+      if (m.status === "handed_over") expect(out).toMatchObject({ ok: false, code: "EMERGENCY_CLOSED" });
+      else {
+        m.status = "cancelled";
+        expect(out).toEqual({ ok: true, value: { ok: true, status: "cancelled" } });
+      }
+      await agree(m, w);
+    });
+    const near = fc.record({ lat: fc.double({ min: SCENE.lat - 0.01, max: SCENE.lat + 0.01, noNaN: true }), lng: fc.double({ min: SCENE.lng - 0.01, max: SCENE.lng + 0.01, noNaN: true }) });
+    const responder = fc.constantFrom("fa" as const, "crew" as const);
+    const commands = fc.commands([
+      fc.tuple(fc.constantFrom("patient" as const, "fa" as const, "crew" as const), near).map(([who, at]) => move(who, at)),
+      fc.tuple(responder, fc.constantFrom("en_route", "on_scene", "left_scene", "at_hospital")).map(([who, name]) => step(who, name)),
+      fc.tuple(responder, valid(SCHEMAS.assessment)).map(([who, body]) => { const { idempotencyKey: _, ...rest } = body as Record<string, unknown>; return assess(who, rest); }),
+      fc.constantFrom("false_alarm", "resolved_on_scene", "duplicate").map((r) => cancel(r)),
+    ], { maxCommands: 12 });
+    const logMark = h.logs.join("").length;
+    const heapBefore = await heap(h);
+    await fc.assert(fc.asyncProperty(commands, async (cmds) => {
+      const w = await scenario(h, ops, SCENE);
+      try {
+        await fc.asyncModelRun(() => ({ model: { status: "dispatched", hospital: false }, real: w }), cmds);
+      } finally {
+        await Promise.all([w.pRoom, w.faRoom, w.crewRoom, w.fa.duty, w.crew.duty].map((r) => r.leave().catch(() => {})));
+      }
+    }), params(Math.ceil(RUNS / 10))); // a fresh emergency and its parties per sequence
+    await afterBatch(heapBefore, logMark, patientSeen);
+  }, 180_000);
 
   it("emergency room: cancel (last: a valid one ends the emergency)", async () => {
     const patient = await account(h, "patient");
