@@ -534,6 +534,37 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       }
       await agree(m, w);
     });
+    /** The receiving hospital's wallboard, joined by one of its staff the first time it is needed. */
+    const boards = new WeakMap<World, Room<any, any>>();
+    const boardOf = async (w: World) => {
+      let board = boards.get(w);
+      if (!board) {
+        const hospitalId = w.crewRoom.state.hospital.id as string;
+        const staff = await account(h, "hospital_staff", { hospitalId, by: ops });
+        board = await join(h, staff.token, `hospital-${hospitalId}`);
+        boards.set(w, board);
+      }
+      return board;
+    };
+    const wallboard = (action: "acknowledge" | "handover") => ({
+      check: (m: Model) => m.hospital,
+      run: async (m: Model, w: World) => {
+        const board = await boardOf(w);
+        const out = await ask(board, action, { emergencyId: w.id });
+        if (CLOSED.includes(m.status)) expect(out).toMatchObject({ ok: false, code: "EMERGENCY_CLOSED" });
+        else if (action === "acknowledge") expect(out).toEqual({ ok: true, value: { ok: true, status: "acknowledged" } });
+        else if (m.status === "transporting" || m.status === "at_hospital") {
+          m.status = "handed_over";
+          expect(out).toEqual({ ok: true, value: { ok: true, status: "handed_over" } });
+        } else expect(out).toMatchObject({ ok: false, code: "INVALID_TRANSITION" });
+        await agree(m, w);
+        await fence(board);
+        const entry = board.state.incoming.get(w.id);
+        if (m.status === "handed_over" || m.status === "cancelled") expect(entry?.hospitalStatus).toBe(m.status);
+        else expect(entry?.status).toBe(m.status);
+      },
+      toString: () => `the wallboard: ${action}`,
+    }) satisfies Cmd;
     const near = fc.record({ lat: fc.double({ min: SCENE.lat - 0.01, max: SCENE.lat + 0.01, noNaN: true }), lng: fc.double({ min: SCENE.lng - 0.01, max: SCENE.lng + 0.01, noNaN: true }) });
     const responder = fc.constantFrom("fa" as const, "crew" as const);
     const commands = fc.commands([
@@ -541,6 +572,7 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       fc.tuple(responder, fc.constantFrom("en_route", "on_scene", "left_scene", "at_hospital")).map(([who, name]) => step(who, name)),
       fc.tuple(responder, valid(SCHEMAS.assessment)).map(([who, body]) => { const { idempotencyKey: _, ...rest } = body as Record<string, unknown>; return assess(who, rest); }),
       fc.constantFrom("false_alarm", "resolved_on_scene", "duplicate").map((r) => cancel(r)),
+      fc.constantFrom("acknowledge" as const, "handover" as const).map((a) => wallboard(a)),
     ], { maxCommands: 12 });
     const logMark = h.logs.join("").length;
     const heapBefore = await heap(h);
@@ -549,7 +581,7 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       try {
         await fc.asyncModelRun(() => ({ model: { status: "dispatched", hospital: false }, real: w }), cmds);
       } finally {
-        await Promise.all([w.pRoom, w.faRoom, w.crewRoom, w.fa.duty, w.crew.duty].map((r) => r.leave().catch(() => {})));
+        await Promise.all([w.pRoom, w.faRoom, w.crewRoom, w.fa.duty, w.crew.duty, boards.get(w)].map((r) => r?.leave().catch(() => {})));
       }
     }), params(Math.ceil(RUNS / 10))); // a fresh emergency and its parties per sequence
     await afterBatch(heapBefore, logMark, patientSeen);
