@@ -404,6 +404,11 @@ export class PgEmergencyStore implements EmergencyStore {
     return rows.map((r) => ({ id: r.id, owner: r.owner ?? undefined }));
   }
 
+  async isActive(id: string): Promise<boolean> {
+    const [row] = await this.sql`select 1 from emergencies where id = ${id} and status not in ('handed_over', 'cancelled', 'expired')`;
+    return row !== undefined;
+  }
+
   async activeFor(patientId: string): Promise<string | undefined> {
     const [row] = await this.sql<{ id: string }[]>`
       select id from emergencies where patient_id = ${patientId} and status not in ('handed_over', 'cancelled', 'expired')`;

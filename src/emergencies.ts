@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Principal } from "./auth/tokens.ts";
+import { matchMaker } from "@colyseus/core";
 import { HavenError } from "./protocol/errors.ts";
 import type { EmergencyStore } from "../persistence/stores.ts";
 import type { Snapshottable } from "../persistence/snapshots.ts";
@@ -71,9 +72,14 @@ export class EmergencyRegistry {
    */
   async ensure(id: string, fresh = false): Promise<RoomListing> {
     try {
+      // an id that names no room and no active emergency is answered here, without trying to open
+      // a room for it (whose refusal Colyseus logs as an error: any client could fill the log)
+      if (!fresh && !matchMaker.getLocalRoomById(id) && !(await matchMaker.driver.findOne({ roomId: id })) && !(await this.store.isActive(id))) {
+        throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+      }
       return await ensureRoom(this.membership, "emergency", id, { emergencyId: id }, { fresh });
     } catch (error) {
-      if (String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+      if ((error as HavenError).code === "EMERGENCY_NOT_FOUND" || String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
       throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", undefined, { cause: error });
     }
   }

@@ -43,8 +43,12 @@ async function beforeUpgrade(request: Request, context: AuthContext): Promise<Re
   }
   // a join takes the seat its caller reserved; a reconnect, the seat its party held
   const url = new URL(request.url);
-  const roomId = url.pathname.split("/").pop() ?? "";
-  const room = matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
+  // Colyseus finds the room by this id in a plain object: "__proto__", "constructor" and the like
+  // would name Object's own members, and its join then fails with a TypeError it logs as an error
+  const roomId = /\/([A-Za-z0-9_-]+)$/.exec(url.pathname)?.[1];
+  if (roomId !== undefined && roomId in Object.prototype) return deny(404, "ROOM_NOT_FOUND", `no room ${roomId}`);
+  // a join takes the seat its caller reserved; a reconnect, the seat its party held
+  const room = roomId === undefined ? undefined : matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
   const holder = room?.subjectOfSession?.(url.searchParams.get("sessionId") ?? "");
   if (holder !== undefined && holder !== sub) return deny(403, "NOT_ENTITLED", "this seat belongs to another party");
   return undefined;

@@ -336,12 +336,9 @@ export function buildApi(ctx: ApiContext): Router {
     }
     const token = bearer(req);
     const principal = await services().tokens.verify(token);
-    const body = jsonBody(req) as Record<string, unknown>;
-    const options = method === "reconnect"
-      ? { reconnectionToken: typeof body?.reconnectionToken === "string" && body.reconnectionToken.length <= 128 ? body.reconnectionToken : undefined }
-      // the seat is the caller's: only a socket with a token of the same subject may take it
-      : { ...validate<Record<string, unknown>>("joinOptions", body), [SEAT_SUBJECT]: principal.sub };
-    if (method === "reconnect" && !options.reconnectionToken) throw new HavenError("INVALID_PAYLOAD", "reconnectionToken is required");
+    const body = validate<Record<string, unknown>>(method === "reconnect" ? "reconnectOptions" : "joinOptions", jsonBody(req));
+    // the seat is the caller's: only a socket with a token of the same subject may take it
+    const options = method === "reconnect" ? body : { ...body, [SEAT_SUBJECT]: principal.sub };
     const auth = createAuthContext({ headers: req.headers, token, remoteAddress: req.ip });
     if (method === "joinById") await ensureJoinable(roomId);
     try {
