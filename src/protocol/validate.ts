@@ -140,9 +140,24 @@ const schemas = {
 
 export type SchemaName = keyof typeof schemas;
 
-type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
+/** A compiled schema: true, or what is wrong (field and rule names, never the values). */
+export type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
+
+/** Compiles a literal schema with Haven's validator settings (every schema of Haven goes through here). */
+export function compileSchema(schema: object): Check {
+  return v.compile(schema as never) as unknown as Check;
+}
+
+/** Runs a compiled check; throws INVALID_PAYLOAD naming each bad field (at most 8). */
+export function check(compiledCheck: Check, value: unknown): void {
+  const result = compiledCheck(value);
+  if (result === true) return;
+  const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
+  throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
+}
+
 const compiled = Object.fromEntries(
-  Object.entries(schemas).map(([name, schema]) => [name, v.compile(schema as never) as unknown as Check]),
+  Object.entries(schemas).map(([name, schema]) => [name, compileSchema(schema)]),
 ) as Record<SchemaName, Check>;
 
 const MAX_DEPTH = 6;
@@ -222,10 +237,6 @@ export function validate<T = Record<string, unknown>>(name: SchemaName, value: u
   const problem = plainDataProblem(value);
   if (problem !== undefined) throw new HavenError("INVALID_PAYLOAD", problem);
   rejectNulls(value); // plain data: bounded in depth and size, no cycles
-  const result = compiled[name](value);
-  if (result !== true) {
-    const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
-    throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
-  }
+  check(compiled[name], value);
   return value as T;
 }
