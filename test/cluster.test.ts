@@ -277,7 +277,7 @@ describe("failover", () => {
 });
 
 describe("npm run cluster", () => {
-  it("starts three nodes and a front door that spreads REST calls over them, and stops them all on SIGTERM", async () => {
+  it("without HAProxy: starts three nodes and a front door that spreads REST calls over them, and stops them all on SIGTERM", async () => {
     const db = await freshDatabase();
     const dataDir = mkdtempSync(joinPath(tmpdir(), "haven-launch-"));
     const base = await freePort();
@@ -285,7 +285,7 @@ describe("npm run cluster", () => {
     const out: string[] = [];
     const launcher = spawn(process.execPath, ["src/cluster/launch.ts"], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test" },
+      env: { ...process.env, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test", HAVEN_CLUSTER_PROXY: "front-door" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     launcher.stdout!.on("data", (d) => out.push(String(d)));

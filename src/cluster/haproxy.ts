@@ -37,6 +37,8 @@ export interface HaproxyOptions {
    * Without it, addresses are resolved once at start and must resolve then.
    */
   nameserver?: string;
+  /** Connections the proxy accepts at once (default 20000; it needs about two file descriptors each). */
+  maxconn?: number;
   /** A comment at the top of the file, one line per entry. */
   header?: readonly string[];
 }
@@ -62,6 +64,11 @@ export const DEPLOY_PROXY: HaproxyOptions = {
   ],
 };
 
+/** Haven's `{ code, message }` as one double-quoted HAProxy argument. */
+function jsonError(code: string, message: string): string {
+  return `"${JSON.stringify({ code, message }).replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
+}
+
 export function haproxyConfig(o: HaproxyOptions): string {
   if (o.nodes.length === 0) throw new Error("HAProxy needs at least one node");
   for (const n of o.nodes) {
@@ -81,7 +88,7 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "global",
     "    # access log on standard output (the container's log); format in `defaults`",
     "    log stdout format raw local0 info",
-    "    maxconn 20000",
+    `    maxconn ${o.maxconn ?? 20000}`,
     "",
     "defaults",
     "    mode http",
@@ -104,6 +111,10 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    # a node that refuses the connection: the request goes to another one",
     "    retries 2",
     "    option redispatch 1",
+    "    # the proxy's own refusals in Haven's error format (docs/protocol.md §6)",
+    `    http-error status 502 content-type application/json string ${jsonError("UNAVAILABLE", "no Haven node answered; try again in a moment")} hdr retry-after 1`,
+    `    http-error status 503 content-type application/json string ${jsonError("UNAVAILABLE", "no Haven node is ready; try again in a moment")} hdr retry-after 1`,
+    `    http-error status 504 content-type application/json string ${jsonError("UNAVAILABLE", "the Haven node did not answer in time; the request may or may not have been applied")}`,
     "",
   );
   if (o.nameserver) {
@@ -119,7 +130,7 @@ export function haproxyConfig(o: HaproxyOptions): string {
     `    bind ${o.bind}`,
     "    # bodies: Haven refuses more than HAVEN_MAX_HTTP_BODY_BYTES itself; the proxy refuses a",
     "    # declared length above this before any node reads it",
-    `    http-request deny deny_status 413 if { req.hdr_val(content-length) gt ${o.maxBodyBytes} }`,
+    `    http-request return status 413 content-type application/json string ${jsonError("BODY_TOO_LARGE", `the body may be at most ${o.maxBodyBytes} bytes`)} if { req.hdr_val(content-length) gt ${o.maxBodyBytes} }`,
     "    # the client's address as this proxy saw it: whatever the client sent is replaced",
     "    # (the nodes run with HAVEN_TRUST_PROXY=true)",
     "    http-request set-header X-Forwarded-For %[src]",
