@@ -104,7 +104,7 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    timeout client 30s",
     "    # a join by id may wait up to 10 s for an emergency to be restored after a node died",
     "    timeout server 30s",
-    "    # an open WebSocket: Colyseus pings every few seconds, so only a dead peer idles this long",
+    "    # an open WebSocket: the nodes ping every socket within a minute, so only a dead peer idles this long",
     "    timeout tunnel 1h",
     "    timeout client-fin 30s",
     "    timeout server-fin 30s",
