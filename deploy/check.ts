@@ -117,9 +117,45 @@ function walkStrings(v: Yaml, f: (s: string, path: string) => void, path = ""): 
   else if (isObj(v)) for (const [k, x] of Object.entries(v)) walkStrings(x, f, path ? `${path}.${k}` : k);
 }
 
+/** The keys the Compose specification allows at the top, in a service and in a health check (no docker here to ask). */
+const TOP_KEYS = new Set(["version", "name", "include", "services", "models", "networks", "volumes", "secrets", "configs"]);
+const SERVICE_KEYS = new Set(("develop deploy annotations attach build blkio_config cap_add cap_drop cgroup cgroup_parent command configs " +
+  "container_name cpu_count cpu_percent cpu_shares cpu_quota cpu_period cpu_rt_period cpu_rt_runtime cpus cpuset credential_spec " +
+  "depends_on device_cgroup_rules devices dns dns_opt dns_search domainname entrypoint env_file label_file environment expose extends " +
+  "provider external_links extra_hosts gpus group_add healthcheck hostname image init ipc isolation labels links logging mac_address " +
+  "mem_limit mem_reservation mem_swappiness memswap_limit network_mode models networks oom_kill_disable oom_score_adj pid pids_limit " +
+  "platform ports post_start pre_stop privileged profiles pull_policy pull_refresh_after read_only restart runtime scale security_opt " +
+  "shm_size secrets sysctls stdin_open stop_grace_period stop_signal storage_opt tmpfs tty ulimits use_api_socket user uts userns_mode " +
+  "volumes volumes_from working_dir").split(" "));
+const HEALTHCHECK_KEYS = new Set(["disable", "interval", "retries", "test", "timeout", "start_period", "start_interval"]);
+const DURATION = /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/;
+
+function checkSpecKeys(doc: Obj): void {
+  const wrong: string[] = [];
+  for (const k of Object.keys(doc)) if (!TOP_KEYS.has(k) && !k.startsWith("x-")) wrong.push(k);
+  for (const [name, raw] of Object.entries(obj(doc.services))) {
+    const svc = obj(raw);
+    for (const k of Object.keys(svc)) if (!SERVICE_KEYS.has(k) && !k.startsWith("x-")) wrong.push(`services.${name}.${k}`);
+    const hc = obj(svc.healthcheck);
+    for (const k of Object.keys(hc)) if (!HEALTHCHECK_KEYS.has(k)) wrong.push(`services.${name}.healthcheck.${k}`);
+    for (const k of ["interval", "timeout", "start_period"]) if (hc[k] !== undefined && !DURATION.test(String(hc[k]))) wrong.push(`services.${name}.healthcheck.${k}=${hc[k]}`);
+    if (svc.stop_grace_period !== undefined && !DURATION.test(String(svc.stop_grace_period))) wrong.push(`services.${name}.stop_grace_period`);
+    const test = list(hc.test);
+    if (hc.test !== undefined && !["CMD", "CMD-SHELL"].includes(String(test[0]))) wrong.push(`services.${name}.healthcheck.test starts with ${test[0]}`);
+    for (const [dep, how] of Object.entries(obj(svc.depends_on))) {
+      if (!["service_started", "service_healthy", "service_completed_successfully"].includes(String(obj(how).condition))) wrong.push(`services.${name}.depends_on.${dep}`);
+    }
+    for (const dep of [...list(svc.depends_on), ...Object.keys(obj(svc.depends_on))].map(String)) if (obj(doc.services)[dep] === undefined) wrong.push(`services.${name} depends on unknown ${dep}`);
+    for (const net of list(svc.networks).map(String)) if (obj(doc.networks)[net] === undefined) wrong.push(`services.${name} joins undeclared network ${net}`);
+    if (Object.keys(svc).some((k) => k === "<<")) wrong.push(`services.${name}: an unresolved merge key`);
+  }
+  check(wrong.length === 0, "compose.yaml uses only the Compose specification's keys, durations and conditions, and names only declared services and networks", wrong.join(", "));
+}
+
 function checkCompose(): void {
   const doc = parseYaml(COMPOSE);
   ok("deploy/compose.yaml parses (PyYAML)");
+  checkSpecKeys(doc);
   const services = obj(doc.services);
   const nodeNames = DEPLOY_PROXY.nodes.map((n) => n.name);
   const expected = [...nodeNames, "proxy", "redis", "postgres"].sort();
@@ -180,7 +216,7 @@ function checkCompose(): void {
   // the nodes
   const pg = obj(rs.postgres), pgEnv = obj(pg.environment);
   const redisCommand = list(obj(rs.redis).command).map(String).join(" ");
-  check(/--requirepass\s+"?\$REDIS_PASSWORD/.test(redisCommand), "redis asks for REDIS_PASSWORD");
+  check(/^sh -c exec docker-entrypoint\.sh redis-server .*--requirepass\s+"\$REDIS_PASSWORD"/.test(redisCommand), "redis asks for REDIS_PASSWORD, started by the image's entrypoint (as the redis user)", redisCommand);
   check(list(pg.volumes).some((v) => /^postgres-data:\/var\/lib\/postgresql$/.test(String(v))) && isObj(obj(resolved.volumes)["postgres-data"]),
     "postgres keeps its data in the named volume postgres-data (/var/lib/postgresql, PostgreSQL 18's layout)");
   for (const n of DEPLOY_PROXY.nodes) {
