@@ -117,7 +117,13 @@ describe("npm run cluster with HAProxy in front", () => {
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ ready: true });
     const seen = new Set<string>();
-    for (let i = 0; i < 6; i++) seen.add(((await (await fetch(`${url}/health`)).json()) as any).cluster.processId);
+    const transports = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const health = (await (await fetch(`${url}/health`)).json()) as any;
+      seen.add(health.cluster.processId);
+      transports.add(health.transport);
+    }
+    console.log(`[proxy] ${output().match(/HAProxy \S+/)?.[0]} in front of nodes on transport ${[...transports].join(", ")}`);
     expect(seen.size).toBe(3);
     expect((await processIds()).size).toBe(3);
     // a declared body above the proxy's limit never reaches a node; Haven's error format
