@@ -1,8 +1,10 @@
 /**
  * Checks the deployment files without Docker (the CI machine has no Docker engine):
  *
- *   node deploy/check.ts           check; exit code 1 and what is wrong when a check fails
- *   node deploy/check.ts --write   rewrite deploy/haproxy.cfg from src/cluster/haproxy.ts, then check
+ *   npm run deploy:check              check; exit code 1 and what is wrong when a check fails
+ *   npm run deploy:check -- --write   rewrite deploy/haproxy.cfg from src/cluster/haproxy.ts, then check
+ *
+ * (`node deploy/check.ts` with Node 24; npm runs it with the Node 24 of node_modules.)
  *
  * 1. deploy/haproxy.cfg is exactly what src/cluster/haproxy.ts writes for the Compose deployment
  *    (the same generator writes `npm run cluster`'s configuration, so the two cannot drift).
@@ -57,7 +59,7 @@ else {
   const a = onDisk.split("\n"), b = generated.split("\n");
   const i = a.findIndex((line, k) => line !== b[k]);
   const at = i === -1 ? Math.min(a.length, b.length) : i;
-  fail(`deploy/haproxy.cfg differs from src/cluster/haproxy.ts's output at line ${at + 1}:\n    file:      ${JSON.stringify(a[at])}\n    generated: ${JSON.stringify(b[at])}\n    (run \`node deploy/check.ts --write\` after changing the generator)`);
+  fail(`deploy/haproxy.cfg differs from src/cluster/haproxy.ts's output at line ${at + 1}:\n    file:      ${JSON.stringify(a[at])}\n    generated: ${JSON.stringify(b[at])}\n    (run \`npm run deploy:check -- --write\` after changing the generator)`);
 }
 
 // ------------------------------------------------------------------ 2. haproxy -c
