@@ -1,6 +1,6 @@
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPS, account, join, login, onDuty, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
+import { OPS, account, join, login, onDuty, sleep, startHaven, until, waitFor, type Account, type Haven } from "./harness.ts";
 
 /**
  * Escalation has an end: an emergency nobody accepted is escalated to operations after a bound,
@@ -38,7 +38,8 @@ describe("escalation and expiry", () => {
     await waitFor(opsRoom, (st) => [...st.timeline].some((e: any) => e.type === "escalated"), 3000, "escalated to operations");
     const escalation = [...opsRoom.state.timeline].find((e: any) => e.type === "escalated") as any;
     expect(escalation.detail).toMatch(/^no_responder: no first_aider or ambulance_crew accepted/);
-    expect(h.logs.join("")).toContain("emergency escalated to operations");
+    // the log line travels through the server's stdout: it may arrive a moment after the patch
+    await until(() => h.logs.join("").includes("emergency escalated to operations"), 3000, "the escalation logged");
     expect(opsRoom.state.status).toBe("alerted");
 
     // nothing happens: it expires, everyone is told, and it is closed
