@@ -8,8 +8,8 @@ import { isEntitled, isMedicallyEntitled, mayCancel } from "../src/domain/entitl
 import { isClosed, type ResponderStep } from "../src/domain/status.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { HeldChanges } from "./patches.ts";
-import { Party } from "./schema/common.ts";
-import { EmergencyState, HospitalLink, Medical } from "./schema/EmergencyState.ts";
+import type { Party } from "./schema/common.ts";
+import type { EmergencyState } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import type { Transactions } from "./transactions.ts";
 import { actor, requireOpen, type EmergencyChanges } from "./emergency/changes.ts";
@@ -17,8 +17,8 @@ import { fail, type CallResult } from "./emergency/context.ts";
 import type { Dispatch } from "./emergency/dispatch.ts";
 import type { Escalation } from "./emergency/escalation.ts";
 import type { ReceivingHospital } from "./emergency/hospital-link.ts";
-import type { AlertNote, Assessment, MedicalRecord } from "./emergency/medical-record.ts";
-import { assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
+import type { Assessment, MedicalRecord } from "./emergency/medical-record.ts";
+import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
 import type { Timeline } from "./emergency/timeline.ts";
 
 export type { CallResult } from "./emergency/context.ts";
@@ -27,15 +27,6 @@ export { hospitalRoomId } from "./emergency/hospital-link.ts";
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
   emergencyId: string;
-}
-
-/** The alert as recorded (the `call_received` event's payload). */
-interface AlertRecord extends AlertNote {
-  patientName: string;
-  lat: number;
-  lng: number;
-  accuracy?: number;
-  priority?: "critical" | "high" | "medium";
 }
 
 type Position = { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number };
@@ -98,21 +89,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.releaseId();
       throw error;
     }
-    const alert = claimed.alert as unknown as AlertRecord;
-    const now = claimed.alertAt ?? Date.now();
-    const state = new EmergencyState();
-    state.id = this.roomId;
-    state.priority = alert.priority ?? "high";
-    state.bypass = claimed.bypass;
-    state.createdAt = now;
-    state.patient = new Party();
-    Object.assign(state.patient, {
-      id: claimed.patientId, role: "patient", name: alert.patientName,
-      lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy ?? 0, updatedAt: now, online: false,
-    });
-    state.hospital = new HospitalLink();
-    state.medical = new Medical();
-    state.times.callReceivedAt = now;
+    const { state, alert, now } = alertState(this.roomId, claimed);
     ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes } = assembleEmergency(this.port(), state, keys));
     this.setState(state);
     s.emergencies.attach(this);
@@ -120,7 +97,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       const saved = this.record.open(claimed.snapshot);
       assignEmergencyState(this.state, saved.state);
       this.timeline.seq = saved.seq;
-      for (const e of this.state.timeline) if (e.type === "en_route") this.changes.enRoute.add(e.actor.slice(e.actor.indexOf(":") + 1));
+      this.changes.restore(this.state.timeline);
       // nobody is connected to a room that was just restored
       for (const party of [this.state.patient, ...this.state.firstAiders.values(), ...this.state.ambulance.values()]) party.online = false;
       await this.record.keyRestoredProfile(claimed.patientId);
@@ -194,6 +171,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   /** Stops every timer of this room without telling anyone (the new holder carries on). */
   private stopTimersOnly(): void {
+    if (!this.tx) return; // its parts are made with its state
     this.escalation.clear();
     this.dispatch.stopTimers();
     this.hospital.clearTimers();
@@ -297,15 +275,16 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** Fires when the room is disposed (after handover, cancel or expiry, once its parties are told). */
   onDispose(): void {
     services().emergencies.detach(this);
-    if (!this.tx) return; // it never got its state
     if (this.isRelinquished()) {
       this.stopTimersOnly();
       return;
     }
     if (!this.holdsRoomId) return; // a duplicate that lost the claim: it never ran
-    this.dispatch.stopAll();
-    this.hospital.clearTimers();
-    this.escalation.clear();
+    if (this.tx) {
+      this.dispatch.stopAll();
+      this.hospital.clearTimers();
+      this.escalation.clear();
+    }
     this.releaseId();
   }
 

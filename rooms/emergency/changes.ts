@@ -40,6 +40,11 @@ export class EmergencyChanges {
     this.d = deps;
   }
 
+  /** Reads back who said they are on their way (after a restore). */
+  restore(timeline: Iterable<{ type: string; actor: string }>): void {
+    for (const e of timeline) if (e.type === "en_route") this.enRoute.add(e.actor.slice(e.actor.indexOf(":") + 1));
+  }
+
   /** A responder reports a step (en route, on scene, left scene, at hospital). */
   responderStep(p: Principal, step: ResponderStep): { ok: true; status: string } {
     const { ctx, hospital } = this.d;

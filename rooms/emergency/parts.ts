@@ -5,8 +5,9 @@ import { isStaffOf } from "../../src/domain/entitlement.ts";
 import { HavenCloseCode } from "../../src/protocol/close-codes.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { services } from "../../src/services.ts";
-import { FencedError } from "../../persistence/stores.ts";
-import type { EmergencyState } from "../schema/EmergencyState.ts";
+import { FencedError, type ClaimedEmergency } from "../../persistence/stores.ts";
+import { Party } from "../schema/common.ts";
+import { EmergencyState, HospitalLink, Medical } from "../schema/EmergencyState.ts";
 import { assignEmergencyState } from "../schema/restore.ts";
 import { Transactions, type HeldBack, type TransactionHost } from "../transactions.ts";
 import { EmergencyChanges } from "./changes.ts";
@@ -14,7 +15,7 @@ import type { EmergencyContext, Timer } from "./context.ts";
 import { Dispatch } from "./dispatch.ts";
 import { Escalation } from "./escalation.ts";
 import { ReceivingHospital } from "./hospital-link.ts";
-import { MedicalRecord } from "./medical-record.ts";
+import { MedicalRecord, type AlertNote } from "./medical-record.ts";
 import { Timeline } from "./timeline.ts";
 
 /** A change the room makes by itself that could not be committed is tried again after this. */
@@ -50,6 +51,35 @@ export interface EmergencyParts {
   hospital: ReceivingHospital;
   escalation: Escalation;
   changes: EmergencyChanges;
+}
+
+/** The alert as recorded (the `call_received` event's payload). */
+export interface AlertRecord extends AlertNote {
+  patientName: string;
+  lat: number;
+  lng: number;
+  accuracy?: number;
+  priority?: "critical" | "high" | "medium";
+}
+
+/** An emergency's state as its alert left it, from its record in Postgres. */
+export function alertState(id: string, claimed: ClaimedEmergency): { state: EmergencyState; alert: AlertRecord; now: number } {
+  const alert = claimed.alert as unknown as AlertRecord;
+  const now = claimed.alertAt ?? Date.now();
+  const state = new EmergencyState();
+  state.id = id;
+  state.priority = alert.priority ?? "high";
+  state.bypass = claimed.bypass;
+  state.createdAt = now;
+  state.patient = new Party();
+  Object.assign(state.patient, {
+    id: claimed.patientId, role: "patient", name: alert.patientName,
+    lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy ?? 0, updatedAt: now, online: false,
+  });
+  state.hospital = new HospitalLink();
+  state.medical = new Medical();
+  state.times.callReceivedAt = now;
+  return { state, alert, now };
 }
 
 /** Builds the parts of an emergency over its state and wires them to each other and to the room. */
