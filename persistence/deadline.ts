@@ -1,4 +1,4 @@
-import type { Sql } from "./db.ts";
+import type { Sql } from "./client.ts";
 
 /**
  * A client-side deadline on every database call. The server's `statement_timeout` cancels a slow

@@ -7,6 +7,7 @@ import type {
 import { FencedError, type SnapshotRow } from "./stores.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
 import type { Role } from "../src/auth/tokens.ts";
+import { isUuid } from "../src/domain/identity.ts";
 
 /**
  * Postgres implementations of the account stores. Every statement is a tagged template
@@ -16,7 +17,6 @@ import type { Role } from "../src/auth/tokens.ts";
 const UNIQUE_VIOLATION = "23505";
 
 /** Ids of accounts are UUIDs; other subjects (bypass callers) have no rows, and are not queried. */
-const isUuid = (id: string) => /^[0-9a-f-]{36}$/i.test(id);
 
 interface UserRow {
   id: string; email: string; name: string; phone: string | null; role: Role;
@@ -402,6 +402,11 @@ export class PgEmergencyStore implements EmergencyStore {
     const rows = await this.sql<{ id: string; owner: string | null }[]>`
       select id, owner from emergencies where status not in ('handed_over', 'cancelled', 'expired') order by created_at`;
     return rows.map((r) => ({ id: r.id, owner: r.owner ?? undefined }));
+  }
+
+  async isActive(id: string): Promise<boolean> {
+    const [row] = await this.sql`select 1 from emergencies where id = ${id} and status not in ('handed_over', 'cancelled', 'expired')`;
+    return row !== undefined;
   }
 
   async activeFor(patientId: string): Promise<string | undefined> {

@@ -209,6 +209,8 @@ export interface EmergencyStore {
   saveSnapshots(rows: SnapshotRow[]): Promise<string[]>;
   /** The active emergencies with the process that holds each (undefined: never claimed). */
   activeOwners(): Promise<{ id: string; owner?: string }[]>;
+  /** Whether the emergency is active (raised, neither handed over nor cancelled). */
+  isActive(id: string): Promise<boolean>;
   /** The patient's active emergency, if any. */
   activeFor(patientId: string): Promise<string | undefined>;
   /** Whether the subject ever raised an emergency (an emergency-bypass token raises one). */

@@ -6,7 +6,7 @@ import { services } from "../src/services.ts";
 import { dutyRoomId, type ResponderKind } from "../src/domain/duty.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { DutyState, Offer } from "./schema/DutyState.ts";
-import type { CallResult } from "./EmergencyRoom.ts";
+import type { CallResult } from "../src/protocol/results.ts";
 
 export interface DutyCreateOptions {
   responderId: string;

@@ -1,7 +1,8 @@
 import { type AuthContext, CloseCode } from "@colyseus/core";
 import { StateView } from "@colyseus/schema";
 import type { Principal, Role } from "../src/auth/tokens.ts";
-import { HavenError, toWireError } from "../src/protocol/errors.ts";
+import { HavenError } from "../src/protocol/errors.ts";
+import { fail, guard, type CallResult } from "../src/protocol/results.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
 import { isEntitled, isMedicallyEntitled, mayCancel } from "../src/domain/entitlement.ts";
@@ -13,16 +14,12 @@ import type { EmergencyState } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import type { Transactions } from "./transactions.ts";
 import { actor, requireOpen, type EmergencyChanges } from "./emergency/changes.ts";
-import { fail, type CallResult } from "./emergency/context.ts";
 import type { Dispatch } from "./emergency/dispatch.ts";
 import type { Escalation } from "./emergency/escalation.ts";
 import type { ReceivingHospital } from "./emergency/hospital-link.ts";
 import type { Assessment, MedicalRecord } from "./emergency/medical-record.ts";
 import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
 import type { Timeline } from "./emergency/timeline.ts";
-
-export type { CallResult } from "./emergency/context.ts";
-export { hospitalRoomId } from "./emergency/hospital-link.ts";
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -390,11 +387,3 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   }
 }
 
-async function guard<T extends object>(action: () => T | Promise<T>): Promise<CallResult<T>> {
-  try {
-    const value = await action() as Record<string, unknown>;
-    return { ...value, ok: true } as CallResult<T>;
-  } catch (error) {
-    return { ok: false, error: toWireError(error) };
-  }
-}

@@ -7,6 +7,7 @@ import { validate, type SchemaName } from "../src/protocol/validate.ts";
 import { services } from "../src/services.ts";
 import { heldElsewhere } from "../src/cluster/rooms.ts";
 import { EventClock, patchOnChange, requestPatch, type ChangeRoot } from "./patches.ts";
+import { colyseus } from "../src/colyseus.ts";
 
 /** A socket message the room accepts: its payload schema, who may send it, what it does. */
 export interface MessageHandler<R> {
@@ -21,12 +22,6 @@ export type HavenClient = Client & { auth: Principal };
 /** The encoded type reflection sent to every joining client, per state class. */
 const HANDSHAKES = new Map<Function, Uint8Array>();
 
-/** The parts of Colyseus's schema serializer that Haven reaches into. */
-interface SchemaSerializerInternals {
-  handshake?(): Uint8Array;
-  handshakeCache?: Uint8Array;
-  encoder: { root: ChangeRoot };
-}
 
 /** The join option, set by the server at the seat reservation, naming the subject the seat is for. */
 export const SEAT_SUBJECT = "havenSeatSubject";
@@ -53,25 +48,22 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     // on the event loop's own timers. A truthy simulation interval keeps Colyseus from starting
     // its 16 ms clock tick when the patch rate is off (it only ever clears it).
     this.clock = new EventClock() as unknown as Room["clock"];
-    (this as { patchRate: number | null }).patchRate = null;
-    (this as unknown as { _simulationInterval: unknown })._simulationInterval = NO_TICK;
-    const colyseusOnMessage = (this as any)._onMessage as (client: HavenClient, buffer: Buffer) => void;
-    (this as any)._onMessage = (client: HavenClient, buffer: Buffer) => {
+    colyseus.disableTick(this, NO_TICK);
+    colyseus.wrapOnMessage(this, (colyseusOnMessage) => (client: HavenClient, buffer: Buffer) => {
       if (!buffer || buffer.byteLength === 0) return;
       if (isMessageFrame(buffer)) {
         this.onFrame(client, buffer);
         return;
       }
       colyseusOnMessage.call(this, client, buffer);
-    };
-    const colyseusOnJoin = (this as any)._onJoin as (client: HavenClient, ...rest: unknown[]) => Promise<unknown>;
-    (this as any)._onJoin = async (client: HavenClient, ...rest: unknown[]) => {
+    });
+    colyseus.wrapOnJoin(this, (colyseusOnJoin) => async (client: HavenClient, ...rest: unknown[]) => {
       try {
         return await colyseusOnJoin.call(this, client, ...rest);
       } finally {
         forgetUpgrade(client);
       }
-    };
+    });
   }
 
   /** Sets the state and makes every change of it ask for a patch. */
@@ -79,7 +71,7 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     super.setState(state);
     // the handshake (the state's type reflection) is the same for every room of a state class:
     // encoded once per class and shared, instead of once per room
-    const serializer = (this as unknown as { _serializer: SchemaSerializerInternals })._serializer;
+    const serializer = colyseus.serializer(this);
     let handshake = HANDSHAKES.get(state.constructor);
     if (!handshake && serializer.handshake) {
       handshake = serializer.handshake();
@@ -93,7 +85,7 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
 
   /** The state's queue of dirty change trees (to hold some changes back from patches). */
   protected changeRoot(): ChangeRoot {
-    return (this as unknown as { _serializer: SchemaSerializerInternals })._serializer.encoder.root;
+    return colyseus.serializer(this).encoder.root as unknown as ChangeRoot;
   }
 
   /** Sends pending changes on the next event-loop turn (after a held patch is released). */
@@ -132,21 +124,10 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     if (this.relinquished) return;
     this.relinquished = true;
     this.holdsId = false;
-    const self = this as unknown as {
-      _listing?: { roomId?: string };
-      _reserveSeat: () => Promise<boolean>;
-      _reservedSeats: Record<string, unknown>;
-      _reservedSeatTimeouts: Record<string, NodeJS.Timeout>;
-    };
     // Colyseus removes a disposed room's listing by its id, which is the new holder's listing now
-    if (self._listing) self._listing.roomId = `${this.roomId}:lost`;
-    self._reserveSeat = async () => false;
-    for (const sessionId of Object.keys(self._reservedSeats)) {
-      if (this.clients.getById(sessionId)) continue;
-      clearTimeout(self._reservedSeatTimeouts[sessionId]);
-      delete self._reservedSeatTimeouts[sessionId];
-      delete self._reservedSeats[sessionId];
-    }
+    const listing = colyseus.listing(this);
+    if (listing) listing.roomId = `${this.roomId}:lost`;
+    colyseus.closeSeats(this, (sessionId) => this.clients.getById(sessionId) !== undefined);
     this.disconnect(HavenCloseCode.MOVED).catch(() => {});
   }
 
@@ -173,10 +154,10 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
    * reserved it (a join), or the party that held it (a reconnect).
    */
   subjectOfSession(sessionId: string): string | undefined {
-    const seat = (this as any)._reservedSeats?.[sessionId];
-    const reservedBy = (seat?.[0] as Record<string, unknown> | undefined)?.[SEAT_SUBJECT];
+    const seat = colyseus.seat(this, sessionId);
+    const reservedBy = seat?.options?.[SEAT_SUBJECT];
     if (typeof reservedBy === "string") return reservedBy;
-    const auth = (seat?.[1] as Principal | undefined) ?? (this.clients.getById(sessionId)?.auth as Principal | undefined);
+    const auth = (seat?.auth as Principal | undefined) ?? (this.clients.getById(sessionId)?.auth as Principal | undefined);
     return auth?.sub;
   }
 

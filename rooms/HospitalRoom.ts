@@ -6,7 +6,8 @@ import { services } from "../src/services.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { ReadinessItem } from "./schema/common.ts";
 import { HospitalState, Incoming } from "./schema/HospitalState.ts";
-import type { CallResult } from "./EmergencyRoom.ts";
+import type { CallResult } from "../src/protocol/results.ts";
+import { hospitalRoomId } from "../src/domain/identity.ts";
 
 const STAFF = ["hospital_staff", "hospital_admin"] as const;
 /** A handed-over or cancelled emergency stays on the wallboard this long. */
@@ -40,7 +41,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     const h = services().hospitals.get(options.hospitalId);
     if (!h) throw new Error(`unknown hospital ${options.hospitalId}`);
     this.hospitalId = h.id;
-    this.roomId = `hospital-${h.id}`;
+    this.roomId = hospitalRoomId(h.id);
     await this.claimId();
     const state = new HospitalState();
     Object.assign(state, { id: h.id, name: h.name, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });

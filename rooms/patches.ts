@@ -1,5 +1,6 @@
 import type { Room } from "@colyseus/core";
 import { $refId } from "@colyseus/schema";
+import { colyseus } from "../src/colyseus.ts";
 
 /**
  * Patches are sent when something changed, not on a fixed tick.
@@ -100,7 +101,7 @@ export class HeldChanges {
 
   constructor(root: ChangeRoot) {
     this.root = root;
-    this.firstNewRefId = (root as unknown as { nextUniqueId: number }).nextUniqueId;
+    this.firstNewRefId = colyseus.nextRefId(root as never);
   }
 
   /** Holds every tree dirty now. */

@@ -139,6 +139,8 @@ export interface Config {
     maxFrameBytes: number;
     maxHttpBodyBytes: number;
     maxMessagesPerSecond: number;
+    /** Critical changes (status, assessment, cancel, wallboard actions) one sender may make per 10 s in an emergency. */
+    criticalChangesPer10s: number;
     maxBackpressureBytes: number;
     requests: RequestLimitsConfig;
   };
@@ -338,6 +340,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxFrameBytes: int(env, "HAVEN_MAX_FRAME_BYTES", 8192, 512, 1024 * 1024),
       maxHttpBodyBytes: int(env, "HAVEN_MAX_HTTP_BODY_BYTES", 16384, 512, 1024 * 1024),
       maxMessagesPerSecond: int(env, "HAVEN_MAX_MESSAGES_PER_SECOND", 20, 1, 1000),
+      criticalChangesPer10s: int(env, "HAVEN_CRITICAL_CHANGES_PER_10S", 20, 1, 10_000),
       maxBackpressureBytes: int(env, "HAVEN_MAX_BACKPRESSURE_BYTES", 256 * 1024, 4096, 64 * 1024 * 1024),
       requests: requestLimits(env),
     },

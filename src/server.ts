@@ -2,11 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { setRoomErrorHandler } from "../rooms/patches.ts";
 import { writeSecretFile } from "./secret-file.ts";
 import { join } from "node:path";
-import { LocalPresence, matchMaker, Server, type Presence, type ServerOptions } from "@colyseus/core";
-import { RedisPresence } from "@colyseus/redis-presence";
-import { RedisDriver } from "@colyseus/redis-driver";
-import type { Redis } from "ioredis";
-import { redisConnection } from "./cluster/redis.ts";
+import { matchMaker, Server, type ServerOptions } from "@colyseus/core";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { setServices, type Services } from "./services.ts";
@@ -14,21 +10,21 @@ import { TokenService } from "./auth/tokens.ts";
 import { Accounts } from "./auth/accounts.ts";
 import { openDatabase, migrate } from "../persistence/db.ts";
 import { PgAuditLog, PgEmergencyStore, PgHospitalStore, PgMedicalKeyStore, PgMedicalProfileStore, PgRefreshTokenStore, PgResponderStore, PgUserStore } from "../persistence/postgres.ts";
-import { SnapshotFlusher } from "./snapshots.ts";
+import { SnapshotFlusher } from "../persistence/snapshots.ts";
 import { loadMasterKey, MedicalProfiles } from "./medical/service.ts";
 import { EmergencyMedical } from "./medical/emergency.ts";
 import { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import { ConstantSpeedEta } from "./domain/eta.ts";
-import { LocalDutyIndex, type DutyIndex } from "./domain/duty.ts";
-import { LocalMembership, RedisMembership, type Membership } from "./cluster/membership.ts";
-import { RedisDutyIndex } from "./cluster/redis-duty.ts";
-import { ensureRoom, listingOf, processSelector } from "./cluster/rooms.ts";
+import { ensureRoom } from "./cluster/rooms.ts";
+import { startClusterMode } from "./cluster/mode.ts";
+import { colyseus } from "./colyseus.ts";
+import { every, Workers } from "./workers.ts";
 import { ClusterBus } from "./cluster/bus.ts";
 import { Failover } from "./cluster/failover.ts";
-import { hospitalRoomId } from "../rooms/EmergencyRoom.ts";
+import { hospitalRoomId } from "./domain/identity.ts";
 import type { HavenRoom } from "../rooms/HavenRoom.ts";
-import { EmergencyRegistry } from "./domain/emergencies.ts";
+import { EmergencyRegistry } from "./emergencies.ts";
 import { buildApi } from "./http/api.ts";
 import { RequestLimits } from "./limits/requests.ts";
 import { selectTransport } from "./transport.ts";
@@ -40,34 +36,6 @@ export interface RunningHaven {
   port: number;
   transport: "uws" | "ws";
   services: Services;
-}
-
-/**
- * Colyseus's Redis presence and driver, on connections that fail fast while Redis is away (no
- * offline queue: a matchmaking call answers UNAVAILABLE at once rather than hanging) and come
- * back by themselves. Start-up waits until they are connected.
- */
-async function colyseusRedis(url: string, log: Logger): Promise<{ presence: RedisPresence; driver: RedisDriver }> {
-  const pub = redisConnection(url, "haven:presence", undefined);
-  const presence = new RedisPresence(pub);
-  const sub = (presence as unknown as { sub: Redis }).sub;
-  const driverClient = redisConnection(url, "haven:driver", log);
-  const ready = (c: Redis) => c.status === "ready" ? Promise.resolve() : new Promise<void>((resolve) => c.once("ready", () => resolve()));
-  const timeout = setTimeout(() => log.error({ url: new URL(url).host }, "still waiting for Redis (REDIS_URL)"), 5000);
-  await Promise.all([ready(pub), ready(sub), ready(driverClient)]);
-  clearTimeout(timeout);
-  return { presence, driver: new RedisDriver(driverClient) };
-}
-
-/** Puts the listings of this node's rooms back into the room index where they are missing. */
-async function relistHeldRooms(m: RedisMembership): Promise<void> {
-  const ids = [...m.held].filter((id) => matchMaker.getLocalRoomById(id));
-  if (ids.length === 0) return;
-  const listed = await matchMaker.findRoomsByIds(ids);
-  for (const id of ids) {
-    if (listed.has(id)) continue;
-    await matchMaker.driver.persist(listingOf(matchMaker.getLocalRoomById(id)), true);
-  }
 }
 
 /** Opens the wallboard room of every approved hospital that no live node holds. */
@@ -104,7 +72,7 @@ class HavenServer extends Server {
       transport.server?.once?.("error", reject);
       transport.listen(port, host, undefined, (err?: Error) => (err ? reject(err) : resolve()));
     });
-    const listening = (transport as unknown as { _listeningSocket?: unknown })._listeningSocket;
+    const listening = colyseus.listeningSocket(transport);
     if ("app" in transport && !listening) throw new Error(`cannot listen on port ${port}`);
   }
 }
@@ -154,24 +122,19 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (seeded > 0) log.info({ seeded, file: config.hospitals.file }, "hospitals seeded into the database");
   const hospitals = new HospitalDirectory(await hospitalStore.approved() as never);
 
-  // cluster mode: rooms spread over the nodes through Redis presence; each node is reached directly
+  // one process, or a node of a cluster (rooms spread over the nodes through Redis; each node is
+  // reached directly): the cluster mode decides, and nothing below asks which
   const cluster = config.cluster;
-  const redis = cluster ? await colyseusRedis(cluster.redisUrl, log) : undefined;
-  const presence: Presence = redis ? redis.presence : new LocalPresence();
-  let membership: Membership | undefined;
+  const mode = await startClusterMode(config, log);
   const server = new HavenServer({
-    transport: selected.transport, greet: false, logger: colyseusLogger(log), presence,
-    ...(cluster && redis ? { driver: redis.driver, publicAddress: cluster.publicAddress, selectProcessIdToCreateRoom: processSelector(() => membership!) } : {}),
+    transport: selected.transport, greet: false, logger: colyseusLogger(log), presence: mode.presence, ...mode.serverOptions(),
   } as ServerOptions);
   await matchMaker.onReady;
-  membership = cluster
-    ? new RedisMembership({ url: cluster.redisUrl, processId: matchMaker.processId, publicAddress: cluster.publicAddress, heartbeatMs: cluster.heartbeatMs, leaseMs: cluster.leaseMs, deathGraceMs: cluster.deathGraceMs, log })
-    : new LocalMembership(matchMaker.processId);
-  await membership.start();
-  const duty: DutyIndex = membership instanceof RedisMembership ? new RedisDutyIndex(membership.redis, membership.processId) : new LocalDutyIndex();
+  const { membership, duty } = await mode.join(matchMaker.processId);
   if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
 
   const audit = new PgAuditLog(db.sql);
+  const emergencyMedical = new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log });
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
     users: new PgUserStore(db.sql),
@@ -180,11 +143,11 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     eta: new ConstantSpeedEta(config.eta.speedKmh),
     duty,
     membership,
-    bus: new ClusterBus(presence, log),
-    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership),
+    bus: new ClusterBus(mode.presence, log),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical),
     emergencyStore,
     medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
-    emergencyMedical: new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log }),
+    emergencyMedical,
     audit,
   };
   setServices(s);
@@ -208,8 +171,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   });
   // cluster mode: the counts are shared through Redis, on a connection of their own whose
   // commands give up after 250 ms (each node then counts alone in memory until Redis is back)
-  const limits = new RequestLimits(config.limits.requests, log,
-    cluster ? redisConnection(cluster.redisUrl, "haven:limits", log, { commandTimeout: 250 }) : undefined);
+  const limits = new RequestLimits(config.limits.requests, log, mode.limitsRedis());
   if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
 
   let phase: "starting" | "ready" | "stopping" = "starting";
@@ -221,30 +183,18 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     membership, emergencies: s.emergencies, duty, ensureWallboards: () => ensureWallboards(s), log,
     checkIntervalMs: cluster?.checkIntervalMs ?? 1000, sweepIntervalMs: cluster?.sweepIntervalMs ?? 10_000,
   });
-  if (membership instanceof RedisMembership) {
-    const m = membership;
-    m.on("reconnected", () => {
-      // a restarted Redis lost the room index, the claims, the on-duty index and the assignments
-      for (const room of s.emergencies.liveRooms()) room.reassertAssignments();
-      void (duty as RedisDutyIndex).rewrite();
-      void Promise.resolve(matchMaker.stats.persist(true)).catch(() => undefined);
-    });
-    // every beat: a room of this node missing from the room index (Redis restarted, or this node
-    // was wrongly reaped) is listed again, so that matchmaking finds it
-    m.on("beat", () => void relistHeldRooms(m).catch(() => undefined));
-    // another node holds this room now: its parties go there
-    m.on("lost", (roomId: string) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish());
-  }
-  // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
-  const sweepRetention = () => void s.emergencyMedical.sweepRetention(config.medicalRetentionMs)
-    .catch((error) => log.warn({ err: error }, "the medical retention sweep failed; the next one tries again"));
-  const retentionTimer = setInterval(sweepRetention, config.medicalRetentionSweepMs);
-  retentionTimer.unref();
+  const workers = new Workers(log)
+    .add({ name: "failover", start: () => failover.start(), stop: () => failover.stop() })
+    .add({ name: "snapshot flusher", start: () => flusher.start(), stop: () => flusher.stop() })
+    // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
+    .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log));
+  mode.listen({
+    reassertAssignments: () => { for (const room of s.emergencies.liveRooms()) room.reassertAssignments(); },
+    relinquish: (roomId) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish(),
+  });
   server.onBeforeShutdown(async () => {
     phase = "stopping";
-    clearInterval(retentionTimer);
-    failover.stop();
-    flusher.stop();
+    await workers.stop();
     const saved = await flusher.flush(true);
     log.info({ snapshots: saved }, "shutting down: state flushed; clients are told to reconnect");
   });
@@ -262,9 +212,7 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   // emergencies that no live node holds (this node's own, after a restart or a crash) come back now
   const restored = await s.emergencies.sweep(log);
   if (restored > 0) log.info({ restored }, "active emergencies restored");
-  failover.start();
-  flusher.start();
-  sweepRetention();
+  workers.start();
   phase = "ready";
 
   const port = selected.boundPort(config.port);

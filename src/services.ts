@@ -6,7 +6,7 @@ import type { HospitalDirectory } from "./domain/hospitals.ts";
 import type { Circle } from "./domain/geo.ts";
 import type { EtaProvider } from "./domain/eta.ts";
 import type { DutyIndex } from "./domain/duty.ts";
-import type { EmergencyRegistry } from "./domain/emergencies.ts";
+import type { EmergencyRegistry } from "./emergencies.ts";
 import type { MedicalProfiles } from "./medical/service.ts";
 import type { EmergencyMedical } from "./medical/emergency.ts";
 import type { Membership } from "./cluster/membership.ts";

@@ -7,6 +7,7 @@ import { HavenError } from "./protocol/errors.ts";
 import { mountUwsHttp, nodeHttpHandler } from "./http/adapters.ts";
 import type { Router } from "./http/router.ts";
 import type { HavenRoom } from "../rooms/HavenRoom.ts";
+import { colyseus } from "./colyseus.ts";
 
 export interface SelectedTransport {
   transport: Transport;
@@ -42,8 +43,12 @@ async function beforeUpgrade(request: Request, context: AuthContext): Promise<Re
   }
   // a join takes the seat its caller reserved; a reconnect, the seat its party held
   const url = new URL(request.url);
-  const roomId = url.pathname.split("/").pop() ?? "";
-  const room = matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
+  // Colyseus finds the room by this id in a plain object: "__proto__", "constructor" and the like
+  // would name Object's own members, and its join then fails with a TypeError it logs as an error
+  const roomId = /\/([A-Za-z0-9_-]+)$/.exec(url.pathname)?.[1];
+  if (roomId !== undefined && roomId in Object.prototype) return deny(404, "ROOM_NOT_FOUND", `no room ${roomId}`);
+  // a join takes the seat its caller reserved; a reconnect, the seat its party held
+  const room = roomId === undefined ? undefined : matchMaker.getLocalRoomById(roomId) as HavenRoom<object> | undefined;
   const holder = room?.subjectOfSession?.(url.searchParams.get("sessionId") ?? "");
   if (holder !== undefined && holder !== sub) return deny(403, "NOT_ENTITLED", "this seat belongs to another party");
   return undefined;
@@ -94,7 +99,7 @@ export async function selectTransport(config: Config, log: Logger): Promise<Sele
       const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
       // the typings lack the (host, port, options, callback) form the binding has
       (transport.app as unknown as { listen(...a: unknown[]): void }).listen(hostname ?? "0.0.0.0", port, exclusive, (socket: unknown) => {
-        (transport as unknown as { _listeningSocket?: unknown })._listeningSocket = socket || undefined;
+        colyseus.setListeningSocket(transport, socket || undefined);
         listening?.();
       });
       return transport;
@@ -104,7 +109,7 @@ export async function selectTransport(config: Config, log: Logger): Promise<Sele
       name: "uws",
       mountHttp: (router) => mountUwsHttp(transport.app, router, config.limits.maxHttpBodyBytes, config.trustProxy, log),
       boundPort: (requested) => {
-        const socket = (transport as unknown as { _listeningSocket?: unknown })._listeningSocket;
+        const socket = colyseus.listeningSocket(transport);
         return socket ? uws.us_socket_local_port(socket as never) : requested;
       },
       close: () => transport.shutdown(),
@@ -117,7 +122,7 @@ export async function selectTransport(config: Config, log: Logger): Promise<Sele
   // ws has no backpressure limit of its own: a client whose unsent bytes pass the limit is cut
   // off, so that it reconnects and resyncs instead of silently falling behind.
   const sweep = setInterval(() => {
-    for (const ws of (transport as unknown as { wss: { clients: Set<{ bufferedAmount: number; terminate(): void }> } }).wss.clients) {
+    for (const ws of colyseus.wsClients(transport)) {
       if (ws.bufferedAmount > config.limits.maxBackpressureBytes) ws.terminate();
     }
   }, 250);

@@ -11,7 +11,7 @@ import { OPS, account, join, login, scenario, sleep, startHaven, until, waitFor,
 let h: Haven;
 let ops: Account;
 beforeAll(async () => {
-  h = await startHaven({ HAVEN_MAX_BACKPRESSURE_BYTES: "65536", HAVEN_MAX_MESSAGES_PER_SECOND: "1000" });
+  h = await startHaven({ HAVEN_MAX_BACKPRESSURE_BYTES: "65536", HAVEN_MAX_MESSAGES_PER_SECOND: "1000", HAVEN_CRITICAL_CHANGES_PER_10S: "10000" });
   ops = await login(h, OPS.email, OPS.password);
 });
 afterAll(async () => { await h?.stop(); });

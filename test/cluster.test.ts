@@ -7,6 +7,7 @@ import { Client } from "@colyseus/sdk";
 import { Redis } from "ioredis";
 import postgres from "postgres";
 import { account, freePort, freshDatabase, holderOf, join, login, metric, nextMessage, onDuty, OPS, REDIS_URL, root, sleep, startCluster, waitFor, type Cluster, type Haven } from "./harness.ts";
+import { GENEROUS_LIMITS } from "./generous-limits.ts";
 
 /**
  * Three real Haven processes in cluster mode on the machine's Redis (its database 9, emptied
@@ -277,7 +278,7 @@ describe("failover", () => {
 });
 
 describe("npm run cluster", () => {
-  it("starts three nodes and a front door that spreads REST calls over them, and stops them all on SIGTERM", async () => {
+  it("without HAProxy: starts three nodes and a front door that spreads REST calls over them, and stops them all on SIGTERM", async () => {
     const db = await freshDatabase();
     const dataDir = mkdtempSync(joinPath(tmpdir(), "haven-launch-"));
     const base = await freePort();
@@ -285,7 +286,8 @@ describe("npm run cluster", () => {
     const out: string[] = [];
     const launcher = spawn(process.execPath, ["src/cluster/launch.ts"], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test" },
+      // the failover benchmark above registered its accounts from this address in the same Redis database
+      env: { ...process.env, ...GENEROUS_LIMITS, DATABASE_URL: db.url, REDIS_URL: `${REDIS_URL}/9`, HAVEN_DATA_DIR: dataDir, HAVEN_CLUSTER_BASE_PORT: String(base), HAVEN_CLUSTER_FRONT_PORT: String(front), HAVEN_ENV: "test", HAVEN_CLUSTER_PROXY: "front-door" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     launcher.stdout!.on("data", (d) => out.push(String(d)));
@@ -294,7 +296,8 @@ describe("npm run cluster", () => {
     try {
       const url = `http://127.0.0.1:${front}`;
       const deadline = Date.now() + 60_000;
-      while (!out.join("").includes("front door") && Date.now() < deadline && launcher.exitCode === null) await sleep(200);
+      while (!out.join("").includes("Ctrl-C stops everything") && Date.now() < deadline && launcher.exitCode === null) await sleep(200);
+      expect(out.join("")).toMatch(/proxy: the built-in front door on 127\.0\.0\.1:\d+, for REST and matchmaking \(HAVEN_CLUSTER_PROXY=front-door\)/);
       const seen = new Set<string>();
       for (let i = 0; i < 6; i++) {
         const r = await fetch(`${url}/health`);

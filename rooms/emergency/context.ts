@@ -40,10 +40,3 @@ export interface EmergencyContext {
   /** Another node holds the emergency now: nothing more is done from here. */
   isRelinquished(): boolean;
 }
-
-/** The result shape of every method other actors call on the emergency (it survives IPC as JSON). */
-export type CallResult<T = Record<string, unknown>> = ({ ok: true } & T) | { ok: false; error: { code: string; message: string } };
-
-export function fail(code: string, message: string): { ok: false; error: { code: string; message: string } } {
-  return { ok: false, error: { code, message } };
-}

@@ -5,7 +5,8 @@ import type { Candidate, DutyIndex, ResponderKind } from "../../src/domain/duty.
 import { isUrban, type Circle, type LatLng } from "../../src/domain/geo.ts";
 import { isClosed, statusAfterAssignment } from "../../src/domain/status.ts";
 import { Party } from "../schema/common.ts";
-import { fail, type CallResult, type EmergencyContext, type Timer } from "./context.ts";
+import { fail, type CallResult } from "../../src/protocol/results.ts";
+import type { EmergencyContext, Timer } from "./context.ts";
 
 const KINDS = ["first_aider", "ambulance_crew"] as const;
 

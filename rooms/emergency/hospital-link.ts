@@ -4,14 +4,12 @@ import type { EtaProvider } from "../../src/domain/eta.ts";
 import type { LatLng } from "../../src/domain/geo.ts";
 import { handoverSummary } from "../../src/domain/handover.ts";
 import type { HospitalDirectory, Specialty } from "../../src/domain/hospitals.ts";
+import { hospitalRoomId } from "../../src/domain/identity.ts";
 import { neededSpecialties, rankHospitals } from "../../src/domain/matching.ts";
 import { isClosed } from "../../src/domain/status.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { ReadinessItem } from "../schema/common.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
-
-/** The hospital wallboard room of a hospital. */
-export const hospitalRoomId = (hospitalId: string) => `hospital-${hospitalId}`;
 
 /** Wallboard updates of a moving ETA go out at most this often. */
 const ETA_SYNC_INTERVAL_MS = 1000;

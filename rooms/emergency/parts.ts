@@ -6,9 +6,8 @@ import { HavenCloseCode } from "../../src/protocol/close-codes.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { services } from "../../src/services.ts";
 import { FencedError, type ClaimedEmergency } from "../../persistence/stores.ts";
-import { Party } from "../schema/common.ts";
-import { EmergencyState, HospitalLink, Medical } from "../schema/EmergencyState.ts";
-import { assignEmergencyState } from "../schema/restore.ts";
+import type { EmergencyState } from "../schema/EmergencyState.ts";
+import { assignEmergencyState, blankEmergencyState } from "../schema/restore.ts";
 import { Transactions, type HeldBack, type TransactionHost } from "../transactions.ts";
 import { EmergencyChanges } from "./changes.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
@@ -66,18 +65,15 @@ export interface AlertRecord extends AlertNote {
 export function alertState(id: string, claimed: ClaimedEmergency): { state: EmergencyState; alert: AlertRecord; now: number } {
   const alert = claimed.alert as unknown as AlertRecord;
   const now = claimed.alertAt ?? Date.now();
-  const state = new EmergencyState();
+  const state = blankEmergencyState();
   state.id = id;
   state.priority = alert.priority ?? "high";
   state.bypass = claimed.bypass;
   state.createdAt = now;
-  state.patient = new Party();
   Object.assign(state.patient, {
     id: claimed.patientId, role: "patient", name: alert.patientName,
     lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy ?? 0, updatedAt: now, online: false,
   });
-  state.hospital = new HospitalLink();
-  state.medical = new Medical();
   state.times.callReceivedAt = now;
   return { state, alert, now };
 }
@@ -166,6 +162,10 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
       return new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
     },
   };
-  const tx = new Transactions<Mark>(host, { deadlineMs: s.config.database.callTimeoutMs, onSenderCommit: () => escalation.touch() });
+  const tx = new Transactions<Mark>(host, {
+    deadlineMs: s.config.database.callTimeoutMs,
+    perSender: { limit: s.config.limits.criticalChangesPer10s, windowMs: 10_000 },
+    onSenderCommit: () => escalation.touch(),
+  });
   return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes };
 }

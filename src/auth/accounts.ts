@@ -5,6 +5,7 @@ import { ExpiringMap } from "../limits/bounded.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "./passwords.ts";
 import type { Principal, Role, TokenService } from "./tokens.ts";
+import { actsForHospital } from "../domain/identity.ts";
 
 export interface Session {
   accessToken: string;
@@ -57,7 +58,7 @@ export class Accounts {
       if (!caller) throw new HavenError("UNAUTHENTICATED", `a ${body.role} account is created by an administrator`);
       if (!allowed) throw new HavenError("FORBIDDEN", `you may not create a ${body.role} account`);
     }
-    const hospitalRole = body.role === "hospital_staff" || body.role === "hospital_admin";
+    const hospitalRole = actsForHospital(body.role);
     if (hospitalRole && (!body.hospitalId || !this.hospitals.get(body.hospitalId))) {
       throw new HavenError("HOSPITAL_NOT_FOUND", "a hospital account needs the id of a known hospital");
     }

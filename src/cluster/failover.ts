@@ -1,7 +1,7 @@
 import { matchMaker } from "@colyseus/core";
 import type { Logger } from "../log.ts";
 import type { Membership } from "./membership.ts";
-import type { EmergencyRegistry } from "../domain/emergencies.ts";
+import type { EmergencyRegistry } from "../emergencies.ts";
 import type { DutyIndex } from "../domain/duty.ts";
 
 export interface FailoverOptions {

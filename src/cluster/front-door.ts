@@ -2,7 +2,8 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttp
 import type { Duplex } from "node:stream";
 
 /**
- * The front door of a local cluster: one HTTP port for the REST API and matchmaking, spread
+ * The front door of a local cluster when HAProxy is not installed (`npm run cluster` prefers
+ * HAProxy, src/cluster/haproxy.ts): one HTTP port for the REST API and matchmaking, spread
  * round-robin over the Haven nodes. It carries plain HTTP only. A seat reservation names the node
  * that holds the room (`publicAddress`), and the client opens its WebSocket to that node
  * directly, so the front door answers an upgrade request with 400.

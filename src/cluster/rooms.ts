@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { matchMaker } from "@colyseus/core";
 import type { Membership } from "./membership.ts";
+import { colyseus } from "../colyseus.ts";
 
 /** In the message of an error from a room's onCreate when another live process holds its id. */
 export const HELD_ELSEWHERE = "HELD_ELSEWHERE";
@@ -14,7 +15,7 @@ export type RoomListing = Awaited<ReturnType<typeof matchMaker.createRoom>>;
 
 /** The listing Colyseus keeps for a room of this process (what it writes to the driver). */
 export function listingOf(room: unknown): RoomListing {
-  return (room as { _listing: RoomListing })._listing;
+  return colyseus.listing<RoomListing>(room);
 }
 
 const isHeldElsewhere = (error: unknown) => String((error as Error)?.message ?? error).includes(HELD_ELSEWHERE);

@@ -1,3 +1,5 @@
+import { actsForHospital } from "./identity.ts";
+
 /**
  * Who may join an emergency and who sees its medical details, on a minimal view of the emergency
  * (the room's state satisfies it as it is, and so does a plain object).
@@ -40,7 +42,7 @@ export function isEntitled(e: EmergencyParties, p: Caller): boolean {
 export function isMedicallyEntitled(e: EmergencyParties, p: Caller): boolean {
   return (p.role === "first_aider" && e.firstAiders.has(p.sub))
     || (p.role === "ambulance_crew" && e.ambulance.has(p.sub))
-    || ((p.role === "hospital_staff" || p.role === "hospital_admin") && isReceivingHospital(e, p.hospitalId));
+    || (actsForHospital(p.role) && isReceivingHospital(e, p.hospitalId));
 }
 
 /** May cancel: operations, or the patient whose emergency it is. */
@@ -50,5 +52,5 @@ export function mayCancel(e: EmergencyParties, p: Caller): boolean {
 
 /** Staff of a hospital that was passed over: they leave the emergency. */
 export function isStaffOf(p: Caller, hospitalId: string): boolean {
-  return (p.role === "hospital_staff" || p.role === "hospital_admin") && p.hospitalId === hospitalId;
+  return actsForHospital(p.role) && p.hospitalId === hospitalId;
 }

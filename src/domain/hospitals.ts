@@ -1,9 +1,5 @@
 import { readFileSync } from "node:fs";
-import FastestValidator from "fastest-validator";
-
-// CommonJS package: at run time the default import is the class itself.
-const Validator = FastestValidator as unknown as typeof FastestValidator.default;
-import { SPECIALTIES } from "../protocol/validate.ts";
+import { compileSchema, SPECIALTIES } from "../protocol/validate.ts";
 import { distanceM, type LatLng } from "./geo.ts";
 
 export type Specialty = (typeof SPECIALTIES)[number];
@@ -35,7 +31,7 @@ const fileSchema = {
     },
   },
 } as const;
-const checkFile = new Validator().compile(fileSchema as never);
+const checkFile = compileSchema(fileSchema);
 
 /** The hospitals Haven can route to, with their live capacity. */
 export class HospitalDirectory {
@@ -55,7 +51,7 @@ export class HospitalDirectory {
     }
     const result = checkFile(data);
     if (result !== true) {
-      throw new Error(`hospitals file ${path} is not valid: ${(result as { message: string }[]).map((e) => e.message).join("; ")}`);
+      throw new Error(`hospitals file ${path} is not valid: ${result.map((e) => e.message).join("; ")}`);
     }
     return new HospitalDirectory(data as Omit<Hospital, "updatedAt">[]);
   }

@@ -9,7 +9,8 @@ import { services } from "../services.ts";
 import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from "./router.ts";
 import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { dutyRoomId } from "../domain/duty.ts";
-import { hospitalRoomId, type CallResult } from "../../rooms/EmergencyRoom.ts";
+import type { CallResult } from "../protocol/results.ts";
+import { actsForHospital, hospitalIdOfRoom, hospitalRoomId, isUuid } from "../domain/identity.ts";
 import { SEAT_SUBJECT } from "../../rooms/HavenRoom.ts";
 import { isLoopback } from "../limits/address.ts";
 import { metricsText } from "./metrics.ts";
@@ -63,7 +64,7 @@ async function callRoom<T>(roomId: string, method: string, args: unknown[]): Pro
 
 /** The emergency's room, wherever it lives; brought back first if its node died. */
 async function requireEmergency(id: string): Promise<void> {
-  if (!UUID.test(id)) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+  if (!isUuid(id)) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
   await services().emergencies.ensure(id);
 }
 
@@ -83,7 +84,6 @@ function deviceOf(req: HttpRequest): string | undefined {
 
 const CLOSED_STATUSES = new Set(["handed_over", "cancelled"]);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Before a join by id: the room of an active emergency or of an approved hospital's wallboard is
@@ -91,13 +91,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  */
 async function ensureJoinable(roomId: string): Promise<void> {
   const s = services();
-  if (UUID.test(roomId)) {
+  const hospitalId = hospitalIdOfRoom(roomId);
+  if (isUuid(roomId)) {
     await s.emergencies.ensure(roomId).catch((error) => {
       if ((error as HavenError).code === "EMERGENCY_NOT_FOUND") throw new HavenError("ROOM_NOT_FOUND", `no room ${roomId}`);
       throw error;
     });
-  } else if (roomId.startsWith("hospital-") && s.hospitals.get(roomId.slice("hospital-".length))) {
-    await ensureRoom(s.membership, "hospital", roomId, { hospitalId: roomId.slice("hospital-".length) });
+  } else if (hospitalId !== undefined && s.hospitals.get(hospitalId)) {
+    await ensureRoom(s.membership, "hospital", roomId, { hospitalId });
   }
 }
 
@@ -283,7 +284,7 @@ export function buildApi(ctx: ApiContext): Router {
     const p = await principalOf(req);
     const body = validate<{ emergencyBeds: number; icuBeds?: number; accepting: boolean }>("availabilityUpdate", jsonBody(req));
     if (!s.hospitals.get(id)) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
-    const staffHere = (p.role === "hospital_staff" || p.role === "hospital_admin") && p.hospitalId === id;
+    const staffHere = actsForHospital(p.role) && p.hospitalId === id;
     if (!staffHere && p.role !== "ops_admin") throw new HavenError("FORBIDDEN", "only this hospital's staff or ops may update its availability");
     await matchMaker.remoteRoomCall(hospitalRoomId(id), "setCapacity", [body]);
     const h = s.hospitals.get(id)!;
@@ -335,12 +336,9 @@ export function buildApi(ctx: ApiContext): Router {
     }
     const token = bearer(req);
     const principal = await services().tokens.verify(token);
-    const body = jsonBody(req) as Record<string, unknown>;
-    const options = method === "reconnect"
-      ? { reconnectionToken: typeof body?.reconnectionToken === "string" && body.reconnectionToken.length <= 128 ? body.reconnectionToken : undefined }
-      // the seat is the caller's: only a socket with a token of the same subject may take it
-      : { ...validate<Record<string, unknown>>("joinOptions", body), [SEAT_SUBJECT]: principal.sub };
-    if (method === "reconnect" && !options.reconnectionToken) throw new HavenError("INVALID_PAYLOAD", "reconnectionToken is required");
+    const body = validate<Record<string, unknown>>(method === "reconnect" ? "reconnectOptions" : "joinOptions", jsonBody(req));
+    // the seat is the caller's: only a socket with a token of the same subject may take it
+    const options = method === "reconnect" ? body : { ...body, [SEAT_SUBJECT]: principal.sub };
     const auth = createAuthContext({ headers: req.headers, token, remoteAddress: req.ip });
     if (method === "joinById") await ensureJoinable(roomId);
     try {

@@ -1,9 +1,5 @@
-import FastestValidator from "fastest-validator";
-
-// CommonJS package: at run time the default import is the class itself.
-const Validator = FastestValidator as unknown as typeof FastestValidator.default;
 import { HavenError } from "../protocol/errors.ts";
-import { isPlainData } from "../protocol/validate.ts";
+import { check, compileSchema, isPlainData } from "../protocol/validate.ts";
 
 /**
  * The medical profile a patient keeps for emergencies: the body of `POST/PUT /api/medical-profile`,
@@ -33,7 +29,6 @@ export interface MedicalProfile {
   consent: { shareInEmergency: boolean; version: number };
 }
 
-const v = new Validator({ haltOnFirstError: false, useNewCustomCheckerFunction: true });
 
 const text = (max: number, optional = false) => ({ type: "string", min: 1, max, optional, trim: false }) as const;
 
@@ -83,19 +78,14 @@ const medicalProfile = {
   },
 } as const;
 
-type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
-const checkProfile = v.compile(medicalProfile as never) as unknown as Check;
+const checkProfile = compileSchema(medicalProfile);
 
 /** Validates a medical profile body; throws INVALID_PAYLOAD naming each bad field (at most 8). */
 export function validateProfile(body: unknown): MedicalProfile {
   if (typeof body !== "object" || body === null || Array.isArray(body) || !isPlainData(body)) {
     throw new HavenError("INVALID_PAYLOAD", "the medical profile must be a plain object");
   }
-  const result = checkProfile(body);
-  if (result !== true) {
-    const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
-    throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
-  }
+  check(checkProfile, body);
   return body as MedicalProfile;
 }
 

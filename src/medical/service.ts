@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { AuditLog, MedicalProfileStore } from "../../persistence/stores.ts";
 import type { Principal } from "../auth/tokens.ts";
 import { HavenError } from "../protocol/errors.ts";
+import { isPlainData, rejectNulls } from "../protocol/validate.ts";
 import type { Logger } from "../log.ts";
 import { MASTER_KEY_VARIABLE, MasterKey, newDataKey, openProfile, sealProfile, unwrap, wrap } from "./crypto.ts";
 import { EMERGENCY_SUMMARY_FIELDS, emergencySummary, validateProfile, type EmergencySummary, type MedicalProfile } from "./profile.ts";
@@ -55,6 +56,7 @@ export class MedicalProfiles {
   /** Creates (`create`) or replaces (`update`) the caller's own profile. */
   async save(p: Principal, body: unknown, mode: "create" | "update"): Promise<{ updatedAt: number }> {
     this.requireOwner(p);
+    if (isPlainData(body)) rejectNulls(body); // a new profile has no nulls; stored ones are read as they are
     const profile = validateProfile(body);
     const existing = await this.store.get(p.sub);
     if (mode === "create" && existing) throw new HavenError("PROFILE_EXISTS", "a profile exists; update it with PUT");

@@ -42,17 +42,22 @@ export function decodeMessageFrame(buffer: Buffer, maxFrameBytes: number): Decod
     if (code === Protocol.ROOM_DATA_BYTES) {
       throw new HavenError("UNKNOWN_MESSAGE", "raw byte messages are not part of Haven's protocol");
     }
+    // the type is read before the size is judged, so that a refused plain send names its type
+    let typeError: HavenError | undefined;
+    if (it.offset >= buffer.byteLength || !decode.stringCheck(buffer, it)) {
+      typeError = new HavenError("UNKNOWN_MESSAGE", "the message type must be a name");
+    } else {
+      const type = decode.string(buffer, it);
+      if (typeof type !== "string" || type.length === 0 || type.length > MAX_TYPE_LENGTH || it.offset > buffer.byteLength) {
+        typeError = new HavenError("MALFORMED_FRAME", "the message type is not valid");
+      } else {
+        frame.type = type;
+      }
+    }
     if (buffer.byteLength > maxFrameBytes) {
       throw new HavenError("FRAME_TOO_LARGE", `a frame may carry at most ${maxFrameBytes} bytes`);
     }
-    if (it.offset >= buffer.byteLength || !decode.stringCheck(buffer, it)) {
-      throw new HavenError("UNKNOWN_MESSAGE", "the message type must be a name");
-    }
-    const type = decode.string(buffer, it);
-    if (typeof type !== "string" || type.length === 0 || type.length > MAX_TYPE_LENGTH || it.offset > buffer.byteLength) {
-      throw new HavenError("MALFORMED_FRAME", "the message type is not valid");
-    }
-    frame.type = type;
+    if (typeError) throw typeError;
     if (buffer.byteLength > it.offset) {
       frame.payload = unpackr.unpack(buffer.subarray(it.offset, buffer.byteLength));
     }

@@ -135,13 +135,29 @@ const schemas = {
   hospitalApproval: { $$strict: true, approved: { type: "enum", values: [true] } },
   verifyResponder: { $$strict: true, verified: { type: "boolean" } },
   joinOptions: { $$strict: true },
+  reconnectOptions: { $$strict: true, reconnectionToken: { type: "string", min: 1, max: 128 } },
 } as const;
 
 export type SchemaName = keyof typeof schemas;
 
-type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
+/** A compiled schema: true, or what is wrong (field and rule names, never the values). */
+export type Check = (value: unknown) => true | { type: string; field?: string; message?: string }[];
+
+/** Compiles a literal schema with Haven's validator settings (every schema of Haven goes through here). */
+export function compileSchema(schema: object): Check {
+  return v.compile(schema as never) as unknown as Check;
+}
+
+/** Runs a compiled check; throws INVALID_PAYLOAD naming each bad field (at most 8). */
+export function check(compiledCheck: Check, value: unknown): void {
+  const result = compiledCheck(value);
+  if (result === true) return;
+  const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
+  throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
+}
+
 const compiled = Object.fromEntries(
-  Object.entries(schemas).map(([name, schema]) => [name, v.compile(schema as never) as unknown as Check]),
+  Object.entries(schemas).map(([name, schema]) => [name, compileSchema(schema)]),
 ) as Record<SchemaName, Check>;
 
 const MAX_DEPTH = 6;
@@ -197,6 +213,21 @@ export function plainDataProblem(value: unknown): string | undefined {
   return badText ? "text must be well-formed Unicode without NUL characters" : "the payload must be a plain object";
 }
 
+/**
+ * Refuses a null anywhere in a payload. fastest-validator lets null through every optional field,
+ * where Haven's handlers would write it into the state (a schema field then vanishes for every
+ * client); no schema has a nullable field, so an optional field is left out, never null.
+ */
+export function rejectNulls(value: unknown, path = ""): void {
+  if (value === null) {
+    const field = path || "payload";
+    throw new HavenError("INVALID_PAYLOAD", `'${field}' must not be null: leave an optional field out`, [{ field, rule: "nullable", message: `'${field}' must not be null` }]);
+  }
+  if (typeof value !== "object") return;
+  if (Array.isArray(value)) value.forEach((x, i) => rejectNulls(x, `${path}[${i}]`));
+  else for (const [k, x] of Object.entries(value)) rejectNulls(x, path ? `${path}.${k}` : k);
+}
+
 /** Validates `value` against a named schema; throws INVALID_PAYLOAD naming each bad field. */
 export function validate<T = Record<string, unknown>>(name: SchemaName, value: unknown): T {
   if (value === undefined) value = {};
@@ -205,10 +236,7 @@ export function validate<T = Record<string, unknown>>(name: SchemaName, value: u
   }
   const problem = plainDataProblem(value);
   if (problem !== undefined) throw new HavenError("INVALID_PAYLOAD", problem);
-  const result = compiled[name](value);
-  if (result !== true) {
-    const problems = result.slice(0, 8).map((e) => ({ field: e.field, rule: e.type, message: e.message }));
-    throw new HavenError("INVALID_PAYLOAD", problems.map((p) => p.message).join("; "), problems);
-  }
+  rejectNulls(value); // plain data: bounded in depth and size, no cycles
+  check(compiled[name], value);
   return value as T;
 }

@@ -1,6 +1,5 @@
 import type { Clock, EmergencyContext, Timer } from "../../rooms/emergency/context.ts";
-import { Party } from "../../rooms/schema/common.ts";
-import { EmergencyState, HospitalLink, Medical } from "../../rooms/schema/EmergencyState.ts";
+import { blankEmergencyState } from "../../rooms/schema/restore.ts";
 
 /** A clock whose time moves only when a test advances it; timers fire in time order. */
 export class FakeClock implements Clock {
@@ -58,13 +57,10 @@ export interface RecordedCall { roomId: string; method: string; args: unknown[] 
 
 /** An emergency's state and context with nothing behind them: events and calls to other actors are recorded. */
 export function fakeEmergency(clock = new FakeClock(), at = { lat: -1.2921, lng: 36.8219 }) {
-  const state = new EmergencyState();
+  const state = blankEmergencyState();
   state.id = "e-1";
   state.createdAt = clock.now();
-  state.patient = new Party();
   Object.assign(state.patient, { id: "patient-1", role: "patient", name: "P", lat: at.lat, lng: at.lng, updatedAt: clock.now() });
-  state.hospital = new HospitalLink();
-  state.medical = new Medical();
   const events: RecordedEvent[] = [];
   const calls: RecordedCall[] = [];
   const systemChanges: number[] = [];

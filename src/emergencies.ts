@@ -1,13 +1,24 @@
 import { randomUUID } from "node:crypto";
-import type { Principal } from "../auth/tokens.ts";
-import { HavenError } from "../protocol/errors.ts";
-import type { EmergencyCreateOptions, EmergencyRoom } from "../../rooms/EmergencyRoom.ts";
-import type { EmergencyStore } from "../../persistence/stores.ts";
-import type { Logger } from "../log.ts";
-import type { Membership } from "../cluster/membership.ts";
-import { ensureRoom, type RoomListing } from "../cluster/rooms.ts";
-import { services } from "../services.ts";
-import { PART } from "../medical/emergency.ts";
+import type { Principal } from "./auth/tokens.ts";
+import { matchMaker } from "@colyseus/core";
+import { HavenError } from "./protocol/errors.ts";
+import type { EmergencyStore } from "../persistence/stores.ts";
+import type { Snapshottable } from "../persistence/snapshots.ts";
+import type { Logger } from "./log.ts";
+import type { Membership } from "./cluster/membership.ts";
+import { ensureRoom, type RoomListing } from "./cluster/rooms.ts";
+import type { EmergencyMedical } from "./medical/emergency.ts";
+import { PART } from "./medical/emergency.ts";
+
+/** What the registry and the node need of an emergency's room actor held here. */
+export interface EmergencyActor extends Snapshottable {
+  /** Not yet handed over, cancelled or expired. */
+  isOpen(): boolean;
+  /** The duty index learns again who serves this emergency. */
+  reassertAssignments(): void;
+  /** The wallboard of `hospitalId` was reopened: it learns of this emergency again. */
+  resyncHospital(hospitalId: string): void;
+}
 
 export interface AlertInput {
   lat: number;
@@ -32,20 +43,22 @@ export class EmergencyRegistry {
   private readonly store: EmergencyStore;
   private readonly node: string;
   private readonly membership: Membership;
-  private readonly rooms = new Set<EmergencyRoom>();
+  private readonly medical: EmergencyMedical;
+  private readonly rooms = new Set<EmergencyActor>();
   /** patient → the alert being raised on this node right now. */
   private readonly raising = new Map<string, Promise<{ id: string; bypass: boolean }>>();
 
-  constructor(store: EmergencyStore, node: string, membership: Membership) {
+  constructor(store: EmergencyStore, node: string, membership: Membership, medical: EmergencyMedical) {
     this.store = store;
     this.node = node;
     this.membership = membership;
+    this.medical = medical;
   }
 
   /** The emergency rooms alive on this node (for snapshots). */
-  attach(room: EmergencyRoom): void { this.rooms.add(room); }
-  detach(room: EmergencyRoom): void { this.rooms.delete(room); }
-  liveRooms(): EmergencyRoom[] { return [...this.rooms]; }
+  attach(room: EmergencyActor): void { this.rooms.add(room); }
+  detach(room: EmergencyActor): void { this.rooms.delete(room); }
+  liveRooms(): EmergencyActor[] { return [...this.rooms]; }
 
   /** Open emergencies held on this node. */
   activeCount(): number {
@@ -59,9 +72,14 @@ export class EmergencyRegistry {
    */
   async ensure(id: string, fresh = false): Promise<RoomListing> {
     try {
-      return await ensureRoom(this.membership, "emergency", id, { emergencyId: id } satisfies EmergencyCreateOptions, { fresh });
+      // an id that names no room and no active emergency is answered here, without trying to open
+      // a room for it (whose refusal Colyseus logs as an error: any client could fill the log)
+      if (!fresh && !matchMaker.getLocalRoomById(id) && !(await matchMaker.driver.findOne({ roomId: id })) && !(await this.store.isActive(id))) {
+        throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+      }
+      return await ensureRoom(this.membership, "emergency", id, { emergencyId: id }, { fresh });
     } catch (error) {
-      if (String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
+      if ((error as HavenError).code === "EMERGENCY_NOT_FOUND" || String((error as Error).message).includes("EMERGENCY_NOT_FOUND")) throw new HavenError("EMERGENCY_NOT_FOUND", "no such active emergency");
       throw new HavenError("UNAVAILABLE", "the emergency cannot be reached right now; retry", undefined, { cause: error });
     }
   }
@@ -122,7 +140,7 @@ export class EmergencyRegistry {
     const createdAt = Date.now();
     // the emergency's clinical key is recorded with it; the alert's note (free text that may be
     // clinical) is stored sealed under it, never in the clear
-    const medical = services().emergencyMedical;
+    const medical = this.medical;
     const clinical = medical.newClinicalKey(id);
     const record = {
       emergencyId: id, patientId: p.sub, patientName, bypass,

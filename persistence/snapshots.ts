@@ -1,7 +1,25 @@
-import type { EmergencyStore, SnapshotRow } from "../persistence/stores.ts";
-import type { EmergencyRegistry } from "./domain/emergencies.ts";
-import type { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
-import type { Logger } from "./log.ts";
+import type { EmergencyEventRow, EmergencyStore, SnapshotRow } from "./stores.ts";
+import type { Logger } from "../src/log.ts";
+
+/** What the flusher needs of an emergency's room actor. */
+export interface Snapshottable {
+  readonly roomId: string;
+  readonly fence: number;
+  /** Changed since its last snapshot. */
+  dirty: boolean;
+  isCommitting(): boolean;
+  isRelinquished(): boolean;
+  snapshot(): { seq: number; state: Buffer };
+  unsavedEvents(): readonly EmergencyEventRow[];
+  eventsSaved(seq: number): void;
+  /** Another node took the emergency over: stop here. */
+  relinquish(): void;
+}
+
+/** Where the flusher finds the rooms of this node. */
+export interface SnapshotSource {
+  liveRooms(): Snapshottable[];
+}
 
 /** Positions and other fast-changing state reach Postgres this often at most. */
 export const SNAPSHOT_INTERVAL_MS = 2000;
@@ -20,19 +38,19 @@ type Row = SnapshotRow;
  * critical change is skipped (its commit writes its own snapshot).
  */
 export class SnapshotFlusher {
-  private readonly registry: EmergencyRegistry;
+  private readonly registry: SnapshotSource;
   private readonly store: EmergencyStore;
   private readonly log: Logger;
   private timer?: NodeJS.Timeout;
   private slice = 0;
   private nextSlot = 0;
-  private readonly slots = new WeakMap<EmergencyRoom, number>();
+  private readonly slots = new WeakMap<Snapshottable, number>();
   /** Encoded and not yet written: emergency id → its newest row, and the room it came from. */
-  private readonly pending = new Map<string, { row: Row; room: EmergencyRoom }>();
+  private readonly pending = new Map<string, { row: Row; room: Snapshottable }>();
   private running?: Promise<number>;
   private failing = false;
 
-  constructor(registry: EmergencyRegistry, store: EmergencyStore, log: Logger) {
+  constructor(registry: SnapshotSource, store: EmergencyStore, log: Logger) {
     this.registry = registry;
     this.store = store;
     this.log = log;
@@ -64,7 +82,7 @@ export class SnapshotFlusher {
     return this.write();
   }
 
-  private slotOf(room: EmergencyRoom): number {
+  private slotOf(room: Snapshottable): number {
     let slot = this.slots.get(room);
     if (slot === undefined) {
       slot = this.nextSlot;
@@ -74,7 +92,7 @@ export class SnapshotFlusher {
     return slot;
   }
 
-  private encode(wanted: (room: EmergencyRoom) => boolean): void {
+  private encode(wanted: (room: Snapshottable) => boolean): void {
     for (const room of this.registry.liveRooms()) {
       if (!wanted(room) || room.isCommitting() || room.isRelinquished()) continue;
       room.dirty = false;
