@@ -8,21 +8,17 @@
  *   node load-tests/micro/snapshot-cost.ts
  */
 import { Packr } from "msgpackr";
-import { EmergencyRoom } from "../../rooms/EmergencyRoom.ts";
+import { MedicalRecord } from "../../rooms/emergency/medical-record.ts";
 import { Party } from "../../rooms/schema/common.ts";
 import { TimelineEvent } from "../../rooms/schema/EmergencyState.ts";
 import { blankEmergencyState } from "../../rooms/schema/restore.ts";
-import { setServices, type Services } from "../../src/services.ts";
 import { EmergencyMedical } from "../../src/medical/emergency.ts";
 import { MasterKey, dataKeyObject, newDataKey } from "../../src/medical/crypto.ts";
 
 const master = MasterKey.generateDevelopmentKey();
 const noop = async () => undefined as never;
-setServices({
-  emergencyMedical: new EmergencyMedical({ keys: { addClinical: noop, addProfile: noop, destroyClosedBefore: noop }, audit: { append: noop }, master, node: "bench", log: console as never }),
-} as unknown as Services);
+const emergencyMedical = new EmergencyMedical({ keys: { addClinical: noop, addProfile: noop, destroyClosedBefore: noop } as never, audit: { append: noop }, master, node: "bench", log: console as never });
 
-const room = new EmergencyRoom();
 const state = blankEmergencyState();
 state.id = "5b0c7a52-51e5-4b1f-9d0e-3f1b2c1d9e01";
 const party = (id: string, role: string) => Object.assign(new Party(), { id, role, name: `${role} ${id}`, lat: -1.262, lng: 36.823, accuracy: 8, updatedAt: Date.now(), online: true });
@@ -38,9 +34,11 @@ m.profile.allergies.push("penicillin (LIFE-THREATENING: anaphylaxis)"); m.profil
 for (let i = 1; i <= 20; i++) {
   state.timeline.push(Object.assign(new TimelineEvent(), { seq: i, type: i === 1 ? "call_received" : i % 5 === 0 ? "offer_declined" : "responders_notified", at: Date.now(), actor: "system", detail: i === 1 ? "chest pain" : `detail ${i}` }));
 }
-Object.defineProperty(room, "state", { value: state }); // no transport or serializer here: only the snapshot is timed
-room.roomId = state.id;
-Object.assign(room as object, { clinicalKey: dataKeyObject(newDataKey()), profileKey: dataKeyObject(newDataKey()) });
+// the emergency room's snapshot is its medical record's (rooms/emergency/medical-record.ts): timed here without a room
+const record = new MedicalRecord({
+  roomId: state.id, state, medical: emergencyMedical, profiles: undefined as never, log: console,
+  keys: { clinical: dataKeyObject(newDataKey()), profile: dataKeyObject(newDataKey()) },
+});
 
 const before = new Packr({ useRecords: false, moreTypes: false, structuredClone: false });
 const baseline = () => Buffer.from(before.pack({ seq: 20, state: state.toJSON() }));
@@ -48,11 +46,10 @@ const baseline = () => Buffer.from(before.pack({ seq: 20, state: state.toJSON() 
 /** µs per call: the median and the best of 9 interleaved rounds (the machine may be shared). */
 const cases: [string, () => unknown][] = [
   ["before: msgpack of the whole state's JSON", baseline],
-  ["now: snapshot(), sealed parts cached", () => room.snapshot()],
+  ["now: snapshot(), sealed parts cached", () => record.snapshot(20)],
   ["now: snapshot(), both parts re-sealed", () => {
-    (room as unknown as { clinicalVersion: number }).clinicalVersion++;
-    (room as unknown as { profileVersion: number }).profileVersion++;
-    return room.snapshot();
+    record.stateReplaced(); // as after an undone change: both parts are sealed again
+    return record.snapshot(20);
   }],
 ];
 const samples = cases.map(() => [] as number[]);
@@ -69,4 +66,4 @@ cases.forEach(([label], c) => {
   const sorted = samples[c].sort((a, b) => a - b);
   console.log(`${label.padEnd(44)} median ${sorted[4].toFixed(1)} µs, best ${sorted[0].toFixed(1)} µs`);
 });
-console.log(`snapshot bytes: before ${baseline().length} B, now ${room.snapshot().state.length} B`);
+console.log(`snapshot bytes: before ${baseline().length} B, now ${record.snapshot(20).state.length} B`);

@@ -1,0 +1,171 @@
+import type { KeyObject } from "node:crypto";
+import { matchMaker } from "@colyseus/core";
+import type { Principal } from "../../src/auth/tokens.ts";
+import { isStaffOf } from "../../src/domain/entitlement.ts";
+import { HavenCloseCode } from "../../src/protocol/close-codes.ts";
+import { HavenError } from "../../src/protocol/errors.ts";
+import { services } from "../../src/services.ts";
+import { FencedError, type ClaimedEmergency } from "../../persistence/stores.ts";
+import type { EmergencyState } from "../schema/EmergencyState.ts";
+import { assignEmergencyState, blankEmergencyState } from "../schema/restore.ts";
+import { Transactions, type HeldBack, type TransactionHost } from "../transactions.ts";
+import { EmergencyChanges } from "./changes.ts";
+import type { EmergencyContext, Timer } from "./context.ts";
+import { Dispatch } from "./dispatch.ts";
+import { Escalation } from "./escalation.ts";
+import { ReceivingHospital } from "./hospital-link.ts";
+import { MedicalRecord, type AlertNote } from "./medical-record.ts";
+import { Timeline } from "./timeline.ts";
+
+/** A change the room makes by itself that could not be committed is tried again after this. */
+const SYSTEM_RETRY_MS = 2000;
+
+/** Where the state was before a critical change: its JSON and the timeline position. */
+interface Mark { state: Record<string, unknown>; seq: number }
+
+/** What the parts of an emergency need of its room. */
+export interface EmergencyRoomPort {
+  readonly roomId: string;
+  readonly fence: number;
+  /** The room clock. */
+  readonly clock: { setTimeout(fn: () => void, ms: number): Timer; setInterval(fn: () => void, ms: number): Timer };
+  /** The parties connected now. */
+  readonly clients: Iterable<{ auth: Principal; leave(code: number, reason: string): void }>;
+  /** Patches: send what is pending now, hold back what a change changes, release it. */
+  readonly patches: { flushPending(): void; hold(): HeldBack; release(): void };
+  /** Something changed that the next snapshot must hold. */
+  markDirty(): void;
+  /** Every party is told the emergency is over. */
+  disconnect(code: number): Promise<unknown>;
+  isRelinquished(): boolean;
+  relinquish(): void;
+}
+
+/** The parts of one emergency, each with one job. */
+export interface EmergencyParts {
+  tx: Transactions<unknown>;
+  timeline: Timeline;
+  record: MedicalRecord;
+  dispatch: Dispatch;
+  hospital: ReceivingHospital;
+  escalation: Escalation;
+  changes: EmergencyChanges;
+}
+
+/** The alert as recorded (the `call_received` event's payload). */
+export interface AlertRecord extends AlertNote {
+  patientName: string;
+  lat: number;
+  lng: number;
+  accuracy?: number;
+  priority?: "critical" | "high" | "medium";
+}
+
+/** An emergency's state as its alert left it, from its record in Postgres. */
+export function alertState(id: string, claimed: ClaimedEmergency): { state: EmergencyState; alert: AlertRecord; now: number } {
+  const alert = claimed.alert as unknown as AlertRecord;
+  const now = claimed.alertAt ?? Date.now();
+  const state = blankEmergencyState();
+  state.id = id;
+  state.priority = alert.priority ?? "high";
+  state.bypass = claimed.bypass;
+  state.createdAt = now;
+  Object.assign(state.patient, {
+    id: claimed.patientId, role: "patient", name: alert.patientName,
+    lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy ?? 0, updatedAt: now, online: false,
+  });
+  state.times.callReceivedAt = now;
+  return { state, alert, now };
+}
+
+/** Builds the parts of an emergency over its state and wires them to each other and to the room. */
+export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState, keys: { clinical: KeyObject; profile?: KeyObject }): EmergencyParts {
+  const s = services();
+  const roomId = room.roomId;
+  const system = (action: () => void): Promise<void> => tx.run(null, undefined, action).catch((error) => {
+    s.log.warn({ err: error, emergencyId: roomId }, "a timed change was not committed; it will be retried");
+    hospital.rearm(SYSTEM_RETRY_MS);
+  });
+  const ctx: EmergencyContext = {
+    roomId, state, log: s.log,
+    clock: { now: () => Date.now(), setTimeout: (fn, ms) => room.clock.setTimeout(fn, ms), setInterval: (fn, ms) => room.clock.setInterval(fn, ms) },
+    event: (type, actor, detail, at) => timeline.add(type, actor, detail, at),
+    effect: (fn) => tx.effect(fn),
+    system,
+    call: (target, method, args) => matchMaker.remoteRoomCall(target, method, args),
+    isRelinquished: () => room.isRelinquished(),
+  };
+  const audit = (action: string, reason: string) => {
+    s.audit.append({
+      at: new Date(), actor: "system", actorRole: "system", action, subject: state.patient.id, emergencyId: roomId,
+      breakGlass: false, reason, node: s.config.nodeName, outcome: "ok",
+    }).catch((error) => s.log.error({ err: error, emergencyId: roomId, action }, "audit write failed"));
+  };
+  const record = new MedicalRecord({ roomId, state, medical: s.emergencyMedical, profiles: s.medical, log: s.log, keys });
+  const timeline: Timeline = new Timeline({
+    state, roomId, maxLength: s.config.timelineLength, log: s.log,
+    inChange: () => tx.inChange,
+    payload: (e) => record.eventPayload(e),
+    added: (note) => {
+      room.markDirty();
+      if (note) record.clinicalChanged();
+    },
+  });
+  const hospital: ReceivingHospital = new ReceivingHospital({
+    ctx, config: s.config.hospitals, hospitals: s.hospitals, eta: s.eta,
+    dismissStaff: (hospitalId) => {
+      for (const c of room.clients) if (isStaffOf(c.auth, hospitalId)) c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
+    },
+  });
+  const dispatch = new Dispatch({
+    ctx, config: s.config.dispatch, duty: s.duty, urbanAreas: s.urbanAreas,
+    onAssigned: (kind) => { if (kind === "ambulance_crew") hospital.refreshEta(); },
+  });
+  const escalation: Escalation = new Escalation({
+    ctx, config: s.config.escalation, audit,
+    expire: (reason) => tx.run(null, undefined, () => changes.expire(reason)),
+  });
+  const changes: EmergencyChanges = new EmergencyChanges({
+    ctx, record, dispatch, hospital, escalation, duty: s.duty, closeGraceMs: s.config.closeGraceMs, audit,
+    disconnect: () => void room.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}),
+  });
+
+  const host: TransactionHost<Mark> = {
+    ...room.patches,
+    mark: () => ({ state: state.toJSON() as Record<string, unknown>, seq: timeline.seq }),
+    movedFrom: (mark) => timeline.seq !== mark.seq || JSON.stringify(state.toJSON()) !== JSON.stringify(mark.state),
+    undo: (mark, keepSequence) => {
+      assignEmergencyState(state, mark.state);
+      if (!keepSequence) timeline.seq = mark.seq;
+      if (record.stateReplaced()) room.markDirty();
+      hospital.rearm();
+      dispatch.resume();
+      escalation.arm();
+    },
+    prepare: (mark, key) => {
+      const { events, changed, carried } = timeline.toCommit(mark.seq, key);
+      if (changed === 0) return undefined;
+      return {
+        write: async (signal) => {
+          if (room.isRelinquished()) throw new FencedError(roomId);
+          return s.emergencyStore.commit(roomId, room.fence, events, record.snapshot(timeline.seq), state.status, signal);
+        },
+        written: () => timeline.saved(carried),
+      };
+    },
+    commitFailed: (error) => {
+      if (error instanceof FencedError) {
+        room.relinquish();
+        return new HavenError("UNAVAILABLE", "this emergency moved to another node; nothing changed; rejoin and retry");
+      }
+      s.log.warn({ err: error, emergencyId: roomId }, "a critical change could not be committed and was undone");
+      return new HavenError("UNAVAILABLE", "the change could not be recorded; nothing changed; retry");
+    },
+  };
+  const tx = new Transactions<Mark>(host, {
+    deadlineMs: s.config.database.callTimeoutMs,
+    perSender: { limit: s.config.limits.criticalChangesPer10s, windowMs: 10_000 },
+    onSenderCommit: () => escalation.touch(),
+  });
+  return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes };
+}
