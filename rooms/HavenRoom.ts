@@ -61,7 +61,7 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
       try {
         return await colyseusOnJoin.call(this, client, ...rest);
       } finally {
-        forgetUpgrade(client);
+        colyseus.forgetUpgrade(client);
       }
     });
   }
@@ -225,19 +225,6 @@ export abstract class HavenRoom<S extends object> extends Room<{ state: S; clien
     } else if (wire !== undefined) {
       client.send("error", { ...wire, type: frame.type ?? null });
     }
-  }
-}
-
-/**
- * Once a socket has joined (or failed to), the request it was upgraded from is not needed again:
- * uWebSockets.js keeps it on the socket for life (the headers, parsed into a Headers object, the
- * token, the query), a few KB per socket. Reconnects and rejoins come with a new upgrade.
- */
-function forgetUpgrade(client: HavenClient): void {
-  const ws = (client.ref as { ws?: Record<string, unknown> } | undefined)?.ws;
-  if (ws && typeof ws === "object" && "context" in ws) {
-    ws.context = undefined;
-    ws.searchParams = undefined;
   }
 }
 

@@ -13,7 +13,8 @@ import type { Redis } from "ioredis";
  * `_reservedSeatTimeouts`, `_reserveSeat` and `_listing` (seats and the room's index entry, for a
  * room taken over by another node). Schema root (@colyseus/schema 5): `changes`,
  * `enqueueChangeTree` and `nextUniqueId` (patch on change, changes held back while committing).
- * RedisPresence: `sub` (its subscriber connection). Transports: uWS `_listeningSocket`, ws `wss`.
+ * RedisPresence: `sub` (its subscriber connection). Transports: uWS `_listeningSocket` and a
+ * client's `ref.ws.context` / `searchParams` (the upgrade request, dropped after the join), ws `wss`.
  */
 
 type Handler = (...args: any[]) => any;
@@ -96,6 +97,18 @@ export const colyseus = {
   },
   setListeningSocket(transport: unknown, socket: unknown): void {
     (transport as { _listeningSocket?: unknown })._listeningSocket = socket;
+  },
+  /**
+   * Once a socket has joined (or failed to), the request it was upgraded from is not needed again:
+   * uWebSockets.js keeps it on the socket for life (the headers, parsed into a Headers object, the
+   * token, the query), a few KB per socket. Reconnects and rejoins come with a new upgrade.
+   */
+  forgetUpgrade(client: { ref?: unknown }): void {
+    const ws = (client.ref as { ws?: Record<string, unknown> } | undefined)?.ws;
+    if (ws && typeof ws === "object" && "context" in ws) {
+      ws.context = undefined;
+      ws.searchParams = undefined;
+    }
   },
   /** The ws transport's open sockets. */
   wsClients(transport: unknown): Set<{ bufferedAmount: number; terminate(): void }> {
