@@ -129,6 +129,8 @@ export class ReceivingHospital {
     const state = ctx.state;
     const link = state.hospital;
     if (isClosed(state.status) || link.id !== hospitalId || (link.status !== "notified" && link.status !== "acknowledged")) return false;
+    // a patient who stays at the hospital is told once, not at every renewal of the divert
+    if (state.status === "at_hospital" && link.divertedFrom === hospitalId) return false;
     return divertApplies(hospitals.get(hospitalId)?.divert, this.needs(), ctx.clock.now());
   }
 

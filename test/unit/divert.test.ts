@@ -97,6 +97,7 @@ describe("a divert while the patient is on the way", () => {
     h.state.status = "at_hospital";
     expect(h.link.diverted("cath lab down")).toBe("stays");
     expect(h.state.hospital.id).toBe("near");
+    expect(h.link.divertHits("near")).toBe(false); // recorded once
     expect(h.dismissed).toEqual([]);
   });
 });
