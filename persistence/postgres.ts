@@ -1,3 +1,4 @@
+import type { Divert } from "../src/domain/divert.ts";
 import type postgres from "postgres";
 import type { Sql } from "./db.ts";
 import type {
@@ -117,11 +118,18 @@ export class PgRefreshTokenStore implements RefreshTokenStore {
 interface HospitalRow {
   id: string; name: string; lat: number; lng: number; specialties: string[];
   emergency_beds: number; icu_beds: number; accepting: boolean; approved: boolean;
+  divert_specialties?: string[]; divert_reason?: string | null; divert_until?: Date | null; divert_by?: string | null; divert_at?: Date | null;
 }
 
 const toHospital = (r: HospitalRow): HospitalRecord => ({
   id: r.id, name: r.name, lat: r.lat, lng: r.lng, specialties: r.specialties,
   emergencyBeds: r.emergency_beds, icuBeds: r.icu_beds, accepting: r.accepting, approved: r.approved,
+  ...(r.divert_until ? {
+    divert: {
+      specialties: (r.divert_specialties ?? []) as Divert["specialties"], reason: r.divert_reason ?? "", until: r.divert_until.getTime(),
+      setBy: r.divert_by ?? "", setAt: r.divert_at?.getTime() ?? 0,
+    },
+  } : {}),
 });
 
 export class PgHospitalStore implements HospitalStore {
@@ -145,7 +153,8 @@ export class PgHospitalStore implements HospitalStore {
 
   async approved(): Promise<HospitalRecord[]> {
     const rows = await this.sql<HospitalRow[]>`
-      select id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved
+      select id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved,
+        divert_specialties, divert_reason, divert_until, divert_by, divert_at
       from hospitals where approved order by id`;
     return rows.map(toHospital);
   }
@@ -165,6 +174,13 @@ export class PgHospitalStore implements HospitalStore {
       where id = ${id}
       returning id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting, approved`;
     return r && toHospital(r);
+  }
+
+  async setDivert(id: string, d: Divert | undefined): Promise<void> {
+    await this.sql`
+      update hospitals set divert_specialties = ${d?.specialties ?? []}, divert_reason = ${d?.reason ?? null},
+        divert_until = ${d ? new Date(d.until) : null}, divert_by = ${d?.setBy ?? null}, divert_at = ${d ? new Date(d.setAt) : null}, updated_at = now()
+      where id = ${id}`;
   }
 
   async updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void> {

@@ -65,6 +65,8 @@ export interface HospitalRecord {
   icuBeds: number;
   accepting: boolean;
   approved: boolean;
+  /** The divert last declared and not lifted (it may have expired). */
+  divert?: import("../src/domain/divert.ts").Divert;
 }
 
 export interface HospitalStore {
@@ -72,6 +74,8 @@ export interface HospitalStore {
   seedIfEmpty(seed: Omit<HospitalRecord, "approved">[]): Promise<number>;
   approved(): Promise<HospitalRecord[]>;
   updateAvailability(id: string, a: { emergencyBeds: number; icuBeds: number; accepting: boolean }): Promise<void>;
+  /** A divert declared, or lifted (`undefined`). */
+  setDivert(id: string, divert: import("../src/domain/divert.ts").Divert | undefined): Promise<void>;
   /** A hospital registering itself: stored unapproved; false when the id is taken. */
   register(h: Omit<HospitalRecord, "approved">, by: string): Promise<boolean>;
   /** Ops approval: the approved record, or undefined for an unknown id. */

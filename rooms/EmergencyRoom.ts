@@ -28,6 +28,9 @@ export interface EmergencyCreateOptions {
 
 type Position = { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number };
 
+/** A divert that could not be recorded is tried again after this. */
+const SYSTEM_RETRY_MS_DIVERT = 1000;
+
 const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
 const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
 
@@ -103,6 +106,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.escalation.arm();
       this.hospital.rearm();
       this.hospital.sync(true); // the receiving hospital's wallboard learns of it again
+      // its receiving hospital may have gone on divert while no node held it
+      if (this.state.hospital.id) void this.hospitalDiverted(this.state.hospital.id);
       this.reassertAssignments();
       this.dirty = saved.unsealed; // a snapshot from before sealing is written again, sealed
     } else {
@@ -153,6 +158,32 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** The wallboard of `hospitalId` was reopened: it learns of this emergency again. */
   resyncHospital(hospitalId: string): void {
     this.hospital.resync(hospitalId);
+  }
+
+  /**
+   * A hospital went on divert (a cluster notice, on every node): if it is this patient's
+   * receiving hospital and the divert covers the patient, the emergency records it and, unless the
+   * patient is at the hospital already, is re-matched at once (rooms/emergency/hospital-link.ts,
+   * `diverted`); operations is told. A change that cannot be committed is tried again.
+   */
+  async hospitalDiverted(hospitalId: string, attempt = 0): Promise<void> {
+    if (!this.tx || !this.isOpen() || this.isRelinquished() || !this.hospital.divertHits(hospitalId)) return;
+    const reason = services().hospitals.get(hospitalId)?.divert?.reason ?? "";
+    let outcome: string | undefined;
+    try {
+      await this.tx.run(null, undefined, () => {
+        if (this.hospital.divertHits(hospitalId)) outcome = this.hospital.diverted(reason);
+      });
+    } catch (error) {
+      services().log.warn({ err: error, emergencyId: this.roomId, hospitalId }, "a divert could not be recorded yet; trying again");
+      if (attempt < 10) this.clock.setTimeout(() => void this.hospitalDiverted(hospitalId, attempt + 1), SYSTEM_RETRY_MS_DIVERT);
+      return;
+    }
+    if (!outcome) return;
+    const next = this.state.hospital.id;
+    this.escalation.notifyOperations("emergency.hospital_diverted", outcome === "stays"
+      ? `receiving hospital ${hospitalId} went on divert (${reason}); the patient is already there`
+      : `receiving hospital ${hospitalId} went on divert (${reason}); ${next ? `re-matched to ${next}` : "no other hospital available yet"}`);
   }
 
   /**

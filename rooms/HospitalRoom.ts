@@ -8,6 +8,12 @@ import { ReadinessItem } from "./schema/common.ts";
 import { HospitalState, Incoming } from "./schema/HospitalState.ts";
 import type { CallResult } from "../src/protocol/results.ts";
 import { hospitalRoomId } from "../src/domain/identity.ts";
+import { divertActive, divertUntilProblem, divertView, type Divert } from "../src/domain/divert.ts";
+import type { Specialty } from "../src/domain/hospitals.ts";
+import type { Timer } from "./emergency/context.ts";
+
+/** A divert request: `until` is required to go on divert, and `specialties` empty or absent means every patient. */
+export interface DivertRequest { active: boolean; specialties?: Specialty[]; reason: string; until?: number }
 
 const STAFF = ["hospital_staff", "hospital_admin"] as const;
 /** A handed-over or cancelled emergency stays on the wallboard this long. */
@@ -23,6 +29,8 @@ const KEEP_FINISHED_MS = 10 * 60_000;
 export class HospitalRoom extends HavenRoom<HospitalState> {
   autoDispose = false;
   private hospitalId = "";
+  /** Clears the wallboard's divert when it runs out. */
+  private divertTimer?: Timer;
 
   protected readonly handlers: Record<string, MessageHandler<HospitalRoom>> = {
     acknowledge: { schema: "hospitalAck", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalAcknowledge", [c.auth, p.idempotencyKey]); } },
@@ -30,6 +38,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     readiness: { schema: "readiness", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalReadiness", [c.auth, { key: p.key, label: p.label, ready: p.ready }, p.idempotencyKey]); } },
     handover: { schema: "handover", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalHandover", [c.auth, p.notes, p.idempotencyKey]); } },
     capacity: { schema: "capacity", roles: STAFF, run(_c, p) { return this.setCapacity(p); } },
+    divert: { schema: "divert", roles: STAFF, run(c, p) { return this.setDivert(p, { sub: c.auth.sub, role: c.auth.role }); } },
   };
 
   /**
@@ -46,10 +55,12 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     const state = new HospitalState();
     Object.assign(state, { id: h.id, name: h.name, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting });
     this.setState(state);
+    this.showDivert(h.divert);
     void services().bus.publish({ type: "wallboard_opened", hospitalId: h.id });
   }
 
   onDispose(): void {
+    this.divertTimer?.clear();
     this.releaseId();
   }
 
@@ -101,6 +112,47 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     // every node matches against the same capacity
     void services().bus.publish({ type: "hospital_availability", hospitalId: this.hospitalId, emergencyBeds: c.emergencyBeds, icuBeds, accepting: c.accepting });
     return { ok: true };
+  }
+
+  /**
+   * Divert from the wallboard or `POST /api/hospitals/{id}/divert`: stored, audited, shown here,
+   * announced to every node (which match around it and re-match the emergencies bound here).
+   */
+  async setDivert(body: DivertRequest, by: { sub: string; role: string }): Promise<{ ok: true; active: boolean; specialties: Specialty[]; reason: string; until: number }> {
+    const s = services();
+    const now = Date.now();
+    let divert: Divert | undefined;
+    if (body.active) {
+      const problem = divertUntilProblem(body.until, now);
+      if (problem) throw new HavenError("INVALID_PAYLOAD", problem, [{ field: "until", rule: "divertUntil", message: problem }]);
+      divert = { specialties: [...(body.specialties ?? [])], reason: body.reason, until: body.until!, setBy: `${by.role}:${by.sub}`, setAt: now };
+    }
+    await s.hospitalStore.setDivert(this.hospitalId, divert);
+    await s.audit.append({
+      at: new Date(now), actor: by.sub, actorRole: by.role, action: divert ? "hospital.divert_on" : "hospital.divert_off",
+      breakGlass: false, node: s.config.nodeName, outcome: "ok",
+      reason: `${this.hospitalId}: ${divert ? `${divert.specialties.length ? divert.specialties.join(",") : "all patients"} until ${new Date(divert.until).toISOString()}: ` : ""}${body.reason}`.slice(0, 500),
+    }).catch((error) => s.log.error({ err: error, hospitalId: this.hospitalId }, "audit write failed"));
+    s.log.warn({ hospitalId: this.hospitalId, divert: divert ? { specialties: divert.specialties, until: divert.until } : null, by: `${by.role}:${by.sub}` }, divert ? "hospital on divert" : "hospital off divert");
+    s.hospitals.setDivert(this.hospitalId, divert);
+    this.showDivert(divert);
+    // every node (this one too) matches around it and re-matches the patients bound here
+    await s.bus.publish({ type: "hospital_divert", hospitalId: this.hospitalId, divert: divert ?? null });
+    return { ok: true, ...divertView(divert, now) };
+  }
+
+  /** The wallboard shows the divert until it is lifted or runs out. */
+  private showDivert(divert: Divert | undefined): void {
+    this.divertTimer?.clear();
+    this.divertTimer = undefined;
+    const now = Date.now();
+    const view = divertView(divert, now);
+    this.state.divertActive = view.active;
+    this.state.divertSpecialties.clear();
+    this.state.divertSpecialties.push(...view.specialties);
+    this.state.divertReason = view.reason;
+    this.state.divertUntil = view.until;
+    if (divertActive(divert, now)) this.divertTimer = this.clock.setTimeout(() => this.showDivert(divert), divert.until - now + 1);
   }
 
   /** Emergency room → here: the latest picture of an emergency bound for this hospital. */

@@ -18,6 +18,8 @@ export interface EmergencyActor extends Snapshottable {
   reassertAssignments(): void;
   /** The wallboard of `hospitalId` was reopened: it learns of this emergency again. */
   resyncHospital(hospitalId: string): void;
+  /** `hospitalId` went on divert: re-match if it was receiving this patient. */
+  hospitalDiverted(hospitalId: string): Promise<void>;
 }
 
 export interface AlertInput {

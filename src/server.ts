@@ -46,13 +46,17 @@ async function ensureWallboards(s: Services): Promise<void> {
   }
 }
 
-/** Applies what other nodes announce: capacity and approvals (one directory everywhere), reopened wallboards. */
+/** Applies what other nodes announce: capacity, diverts and approvals (one directory everywhere), reopened wallboards. */
 async function applyClusterNotices(s: Services): Promise<void> {
   await s.bus.subscribe(async (e) => {
     if (e.type === "wallboard_opened") {
       for (const room of s.emergencies.liveRooms()) room.resyncHospital(e.hospitalId);
     } else if (e.type === "hospital_availability") {
       s.hospitals.updateAvailability(e.hospitalId, { emergencyBeds: e.emergencyBeds, icuBeds: e.icuBeds, accepting: e.accepting });
+    } else if (e.type === "hospital_divert") {
+      // every node matches around it, and the emergencies bound there on this node re-match at once
+      s.hospitals.setDivert(e.hospitalId, e.divert ?? undefined);
+      if (e.divert) for (const room of s.emergencies.liveRooms()) void room.hospitalDiverted(e.hospitalId);
     } else if (e.type === "hospital_approved" && !s.hospitals.get(e.hospitalId)) {
       const record = (await s.hospitalStore.approved()).find((h) => h.id === e.hospitalId);
       if (record) s.hospitals.add(record as never);

@@ -48,6 +48,7 @@ const hospitalCases = (id: string): Record<string, Case> => ({
   readiness: { valid: { emergencyId: id, key: "team", ready: true }, wrongType: { emergencyId: id, key: "team", ready: 1 }, missing: { emergencyId: id, ready: true }, outOfRange: { emergencyId: id, key: "Not A Key!", ready: true } },
   capacity: { valid: { emergencyBeds: 3, accepting: true }, wrongType: { emergencyBeds: "3", accepting: true }, missing: { emergencyBeds: 3 }, outOfRange: { emergencyBeds: -1, accepting: true } },
   handover: { valid: { emergencyId: id }, wrongType: { emergencyId: id, notes: {} }, missing: { notes: "x" }, outOfRange: { emergencyId: id, notes: "n".repeat(1001) } },
+  divert: { valid: { active: false, reason: "over" }, wrongType: { active: "no", reason: "over" }, missing: { active: false }, outOfRange: { active: true, reason: "full", until: Date.now() + 25 * 3_600_000 } },
 });
 
 async function expectRefusals(room: any, type: string, c: Case): Promise<void> {

@@ -85,6 +85,17 @@ export class Escalation {
     this.d.audit("emergency.escalated", reason);
   }
 
+  /**
+   * Operations is told of a decision the emergency made by itself that they must see now (its
+   * receiving hospital went on divert): an error-level log line and the audit log; the timeline
+   * event is the caller's.
+   */
+  notifyOperations(action: string, text: string): void {
+    const { ctx } = this.d;
+    ctx.log.error({ emergencyId: ctx.roomId, priority: ctx.state.priority, status: ctx.state.status, action }, `operations: ${text}`);
+    this.d.audit(action, text.slice(0, 500));
+  }
+
   /** Closes the emergency as expired if nothing happened in it for the idle bound; otherwise looks again when it could be. */
   private expireIfIdle(): void {
     const { ctx, config } = this.d;

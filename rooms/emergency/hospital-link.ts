@@ -5,6 +5,7 @@ import type { LatLng } from "../../src/domain/geo.ts";
 import { handoverSummary } from "../../src/domain/handover.ts";
 import type { HospitalDirectory, Specialty } from "../../src/domain/hospitals.ts";
 import { hospitalRoomId } from "../../src/domain/identity.ts";
+import { divertApplies } from "../../src/domain/divert.ts";
 import { neededSpecialties, rankHospitals } from "../../src/domain/matching.ts";
 import { isClosed } from "../../src/domain/status.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
@@ -77,13 +78,13 @@ export class ReceivingHospital {
   match(): void {
     const { ctx, hospitals, config } = this.d;
     const state = ctx.state;
-    const m = state.medical;
     const [best] = rankHospitals(hospitals.all(), {
       at: state.patient,
-      needs: neededSpecialties(m.assessed ? ([...m.suspected] as Specialty[]) : [], m.age >= 0 ? m.age : undefined),
+      needs: this.needs(),
       critical: state.priority === "critical",
       exclude: new Set<string>(state.hospital.passedOver),
       maxDistanceM: config.maxDistanceM,
+      now: ctx.clock.now(),
     });
     if (!best) {
       ctx.event("no_hospital_available", "system");
@@ -110,6 +111,57 @@ export class ReceivingHospital {
     this.refreshEta();
     this.sync(true);
     this.rearm(); // re-alerts until acknowledged, passes over when not in time
+  }
+
+  /** The specialties this patient needs, from the assessment. */
+  private needs(): Specialty[] {
+    const m = this.d.ctx.state.medical;
+    return neededSpecialties(m.assessed ? ([...m.suspected] as Specialty[]) : [], m.age >= 0 ? m.age : undefined);
+  }
+
+  /**
+   * Whether a divert just declared by `hospitalId` takes this patient away from it: it is the
+   * receiving hospital (notified or acknowledged), the emergency is open and the divert covers
+   * the patient's needs. At the hospital already, the patient stays (the event is still recorded).
+   */
+  divertHits(hospitalId: string): boolean {
+    const { ctx, hospitals } = this.d;
+    const state = ctx.state;
+    const link = state.hospital;
+    if (isClosed(state.status) || link.id !== hospitalId || (link.status !== "notified" && link.status !== "acknowledged")) return false;
+    // a patient who stays at the hospital is told once, not at every renewal of the divert
+    if (state.status === "at_hospital" && link.divertedFrom === hospitalId) return false;
+    return divertApplies(hospitals.get(hospitalId)?.divert, this.needs(), ctx.clock.now());
+  }
+
+  /**
+   * The receiving hospital went on divert while the patient is on the way: recorded on the link
+   * and the timeline; unless the patient is at the hospital already, its card is withdrawn, its
+   * staff leave, and the next best hospital not on divert is pre-notified at once (whether or not
+   * the diverted one had acknowledged). The diverted hospital is not passed over for good: once
+   * its divert ends it may be matched again.
+   */
+  diverted(reason: string): "rematched" | "stays" {
+    const { ctx } = this.d;
+    const state = ctx.state;
+    const link = state.hospital;
+    const previous = link.id;
+    link.divertedFrom = previous;
+    link.divertReason = reason;
+    link.divertedAt = ctx.clock.now();
+    if (state.status === "at_hospital") {
+      ctx.event("hospital_diverted", `hospital:${previous}`, `${reason} (patient already at the hospital: stays)`.slice(0, 200));
+      this.sync(true);
+      return "stays";
+    }
+    ctx.event("hospital_diverted", `hospital:${previous}`, reason.slice(0, 200));
+    this.sync(true, "withdrawn");
+    link.status = "none";
+    link.id = "";
+    link.etaSeconds = -1;
+    ctx.effect(() => this.d.dismissStaff(previous));
+    this.match();
+    return "rematched";
   }
 
   /** The receiving hospital declined or did not answer: tell it, revoke its view, try the next. */

@@ -63,6 +63,10 @@ export const HospitalLink = schema({
   readiness: t.map(ReadinessItem),
   /** Hospitals that declined or did not acknowledge in time, in order. */
   passedOver: t.array("string"),
+  /** The last hospital that went on divert while this patient was bound for it ("" never), why and when. */
+  divertedFrom: t.string().default(""),
+  divertReason: t.string().default(""),
+  divertedAt: t.float64().default(0),
 }, "HospitalLink");
 export type HospitalLink = SchemaType<typeof HospitalLink>;
 

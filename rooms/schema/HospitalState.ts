@@ -30,5 +30,10 @@ export const HospitalState = schema({
   icuBeds: t.uint16(),
   accepting: t.boolean(),
   incoming: t.map(Incoming),
+  /** On divert now (cleared by itself at `divertUntil`); `divertSpecialties` empty: every patient. */
+  divertActive: t.boolean().default(false),
+  divertSpecialties: t.array("string"),
+  divertReason: t.string().default(""),
+  divertUntil: t.float64().default(0),
 }, "HospitalState");
 export type HospitalState = SchemaType<typeof HospitalState>;

@@ -48,7 +48,7 @@ export function assignEmergencyState(state: EmergencyState, json: Json): void {
 
   const h: HospitalLink = state.hospital;
   const hj: Json = json.hospital ?? {};
-  assignPrimitives(h, hj, ["id", "name", "lat", "lng", "status", "notifiedAt", "acknowledgedAt", "alerts", "etaSeconds", "score", "distanceScore", "capacityScore", "specialtyScore", "distanceM"]);
+  assignPrimitives(h, hj, ["id", "name", "lat", "lng", "status", "notifiedAt", "acknowledgedAt", "alerts", "etaSeconds", "score", "distanceScore", "capacityScore", "specialtyScore", "distanceM", "divertedFrom", "divertReason", "divertedAt"]);
   syncMap(h.readiness, hj.readiness, () => new ReadinessItem(), assignReadiness);
   syncStrings(h.passedOver, hj.passedOver);
 

@@ -1,17 +1,19 @@
 import type { Presence } from "@colyseus/core";
+import type { Divert } from "../domain/divert.ts";
 import type { Logger } from "../log.ts";
 
 /** What the nodes of a cluster tell each other (through presence pub/sub; one process hears itself). */
 export type ClusterEvent =
   | { type: "wallboard_opened"; hospitalId: string }
   | { type: "hospital_availability"; hospitalId: string; emergencyBeds: number; icuBeds: number; accepting: boolean }
-  | { type: "hospital_approved"; hospitalId: string };
+  | { type: "hospital_approved"; hospitalId: string }
+  | { type: "hospital_divert"; hospitalId: string; divert: Divert | null };
 
 const CHANNEL = "haven:cluster";
 
 /**
  * Cluster-wide notices over presence pub/sub: a reopened wallboard (the emergencies bound for it
- * show on it again), a hospital's new capacity and a newly approved hospital (every node matches
+ * show on it again), a hospital's new capacity or divert and a newly approved hospital (every node matches
  * against the same directory). Redis is Haven's control plane, so what arrives here is trusted
  * as far as its shape.
  */

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { compileSchema, SPECIALTIES } from "../protocol/validate.ts";
+import type { Divert } from "./divert.ts";
 import { distanceM, type LatLng } from "./geo.ts";
 
 export type Specialty = (typeof SPECIALTIES)[number];
@@ -12,6 +13,8 @@ export interface Hospital extends LatLng {
   icuBeds: number;
   accepting: boolean;
   updatedAt: number;
+  /** Set while a divert was declared (it may have expired: see `divertActive`). */
+  divert?: Divert;
 }
 
 const fileSchema = {
@@ -79,6 +82,15 @@ export class HospitalDirectory {
       .filter((h) => h.distanceM <= radiusM)
       .sort((a, b) => a.distanceM - b.distanceM)
       .slice(0, limit);
+  }
+
+  /** A divert declared (or lifted, `undefined`) for this hospital. */
+  setDivert(id: string, divert: Divert | undefined): Hospital | undefined {
+    const h = this.byId.get(id);
+    if (!h) return undefined;
+    if (divert) h.divert = { ...divert, specialties: [...divert.specialties] };
+    else delete h.divert;
+    return h;
   }
 
   updateAvailability(id: string, update: { emergencyBeds: number; icuBeds?: number; accepting: boolean }): Hospital | undefined {

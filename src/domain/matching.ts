@@ -1,10 +1,12 @@
 import { distanceM, type LatLng } from "./geo.ts";
+import { divertApplies } from "./divert.ts";
 import type { Hospital, Specialty } from "./hospitals.ts";
 
 /**
  * Hospital matching: every accepting hospital is scored by distance (40 %), capacity (30 %) and
  * specialty (30 %), each part in [0, 1]; the best score wins, and the ranking is kept so the next
- * hospital takes over when one declines or does not acknowledge in time. The parts travel with
+ * hospital takes over when one declines or does not acknowledge in time. A hospital on divert
+ * for every patient, or for a specialty the patient needs, is not matched. The parts travel with
  * the decision so ops and the hospital can see why it was chosen.
  */
 export const MATCH_WEIGHTS = { distance: 0.4, capacity: 0.3, specialty: 0.3 } as const;
@@ -30,12 +32,14 @@ export interface MatchRequest {
   /** Hospitals that already declined or timed out for this emergency. */
   exclude: ReadonlySet<string>;
   maxDistanceM: number;
+  /** The time at which diverts are judged (an expired divert is off). */
+  now: number;
 }
 
 export function rankHospitals(hospitals: readonly Hospital[], req: MatchRequest): HospitalScore[] {
   const round = (x: number) => Math.round(x * 1000) / 1000;
   return hospitals
-    .filter((h) => h.accepting && h.emergencyBeds > 0 && !req.exclude.has(h.id))
+    .filter((h) => h.accepting && h.emergencyBeds > 0 && !req.exclude.has(h.id) && !divertApplies(h.divert, req.needs, req.now))
     .map((h) => {
       const d = distanceM(req.at, h);
       const distanceScore = Math.max(0, 1 - d / req.maxDistanceM);

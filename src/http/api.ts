@@ -16,6 +16,8 @@ import { isLoopback } from "../limits/address.ts";
 import { metricsText } from "./metrics.ts";
 import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
+import { divertUntilProblem, divertView } from "../domain/divert.ts";
+import type { DivertRequest } from "../../rooms/HospitalRoom.ts";
 
 export interface ApiContext {
   accounts: Accounts;
@@ -254,13 +256,34 @@ export function buildApi(ctx: ApiContext): Router {
       !(Number.isInteger(limit) && limit >= 1 && limit <= 50) && "limit must be an integer from 1 to 50",
     ].filter(Boolean);
     if (bad.length) throw new HavenError("INVALID_PAYLOAD", bad.join("; "));
-    return ok({ hospitals: s.hospitals.nearby({ lat, lng }, radiusM, limit) });
+    const now = Date.now();
+    return ok({ hospitals: s.hospitals.nearby({ lat, lng }, radiusM, limit).map(({ divert, ...h }) => ({ ...h, divert: divertView(divert, now) })) });
   });
   router.on("GET", "/api/hospitals/:id/capabilities", async (req, { id }) => {
     await principalOf(req);
     const h = s.hospitals.get(id);
     if (!h) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
-    return ok({ id: h.id, name: h.name, specialties: h.specialties, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting, updatedAt: h.updatedAt });
+    return ok({ id: h.id, name: h.name, specialties: h.specialties, emergencyBeds: h.emergencyBeds, icuBeds: h.icuBeds, accepting: h.accepting, updatedAt: h.updatedAt, divert: divertView(h.divert, Date.now()) });
+  });
+  router.on("POST", "/api/hospitals/:id/divert", async (req, { id }) => {
+    const p = await principalOf(req);
+    const body = validate<DivertRequest>("divertUpdate", jsonBody(req));
+    if (!s.hospitals.get(id)) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
+    const adminHere = p.role === "hospital_admin" && p.hospitalId === id;
+    if (!adminHere && p.role !== "ops_admin") throw new HavenError("FORBIDDEN", "only this hospital's admin or ops may declare its divert");
+    const problem = body.active ? divertUntilProblem(body.until, Date.now()) : undefined;
+    if (problem) throw new HavenError("INVALID_PAYLOAD", problem, [{ field: "until", rule: "divertUntil", message: problem }]);
+    let result: unknown;
+    try {
+      result = await matchMaker.remoteRoomCall(hospitalRoomId(id), "setDivert", [body, { sub: p.sub, role: p.role }]);
+    } catch (error) {
+      if (error instanceof HavenError) throw error;
+      const code = (error as { code?: string }).code;
+      if (code === "INVALID_PAYLOAD") throw new HavenError("INVALID_PAYLOAD", (error as Error).message);
+      throw new HavenError("UNAVAILABLE", "the hospital's wallboard could not be reached; retry", undefined, { cause: error });
+    }
+    const { ok: _ok, ...view } = result as { ok: true };
+    return ok({ id, ...view });
   });
   router.on("POST", "/api/hospitals", async (req) => {
     const p = await principalOf(req);

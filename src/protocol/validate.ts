@@ -44,6 +44,15 @@ const signs = {
   },
 } as const;
 
+/** A hospital going on divert (or off it): `until` is checked against the clock by the handler (future, ≤ 24 h). */
+const divert = {
+  $$strict: true,
+  active: { type: "boolean" },
+  specialties: { type: "array", max: SPECIALTIES.length, unique: true, items: { type: "enum", values: SPECIALTIES }, optional: true },
+  reason: { type: "string", min: 1, max: 200, trim: false },
+  until: { type: "number", integer: true, min: 1_000_000_000_000, max: 9_999_999_999_999, optional: true },
+} as const;
+
 const schemas = {
   // ---- emergency room
   position,
@@ -85,6 +94,7 @@ const schemas = {
     accepting: { type: "boolean" },
   },
   handover: { $$strict: true, emergencyId: id, notes: shortText(1000), idempotencyKey },
+  divert,
 
   // ---- HTTP bodies
   register: {
@@ -132,6 +142,7 @@ const schemas = {
     icuBeds: { type: "number", integer: true, min: 0, max: 10_000 },
     accepting: { type: "boolean" },
   },
+  divertUpdate: divert,
   hospitalApproval: { $$strict: true, approved: { type: "enum", values: [true] } },
   verifyResponder: { $$strict: true, verified: { type: "boolean" } },
   joinOptions: { $$strict: true },
