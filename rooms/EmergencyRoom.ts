@@ -20,6 +20,7 @@ import type { ReceivingHospital } from "./emergency/hospital-link.ts";
 import type { Assessment, MedicalRecord } from "./emergency/medical-record.ts";
 import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
 import type { Timeline } from "./emergency/timeline.ts";
+import type { VitalsMessage, VitalsStream } from "./emergency/vitals.ts";
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -31,6 +32,7 @@ type Position = { lat: number; lng: number; accuracy?: number; heading?: number;
 /** A divert that could not be recorded is tried again after this. */
 const SYSTEM_RETRY_MS_DIVERT = 1000;
 
+const OK = { ok: true } as const;
 const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
 const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
 
@@ -54,6 +56,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private dispatch!: Dispatch;
   private hospital!: ReceivingHospital;
   private escalation!: Escalation;
+  private vitals!: VitalsStream;
   /** What the assigned responders and the receiving hospital's staff see beyond the shared state. */
   private medicalView?: StateView;
   private changes!: EmergencyChanges;
@@ -64,6 +67,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   protected readonly handlers: Record<string, MessageHandler<EmergencyRoom>> = {
     position: { schema: "position", roles: PARTY_ROLES, run(client, p) { return this.updatePosition(client.auth, p); } },
+    vitals: { schema: "vitals", roles: RESPONDER_ROLES, run(client, p) { return this.streamVitals(client.auth, p); } },
     status: { schema: "responderStatus", roles: RESPONDER_ROLES, run(client, p) { return this.responderStatus(client.auth, p); } },
     assessment: { schema: "assessment", roles: RESPONDER_ROLES, run(client, p) { return this.submitAssessment(client.auth, p); } },
     cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p, p.idempotencyKey); } },
@@ -90,7 +94,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       throw error;
     }
     const { state, alert, now } = alertState(this.roomId, claimed);
-    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes } = assembleEmergency(this.port(), state, keys));
+    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes, vitals: this.vitals } = assembleEmergency(this.port(), state, keys));
     this.setState(state);
     s.emergencies.attach(this);
     if (claimed.snapshot) {
@@ -346,6 +350,31 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.dirty = true;
     if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.hospital.refreshEta();
     return { ok: true };
+  }
+
+  /**
+   * A vitals sample from an assigned responder (or their device, with their token): it becomes the
+   * sender's latest sample in the medical part, with no write of its own. Only a vital crossing its
+   * threshold is a critical change (timeline, priority, wallboard), answered once committed; if that
+   * commit fails, the sample stays and the next sample out of range tries the alert again.
+   */
+  streamVitals(p: Principal, s: VitalsMessage): { ok: true } | Promise<{ ok: true; alerts?: string[] }> {
+    requireOpen(this.state.status);
+    this.requireParty(p);
+    const now = Date.now();
+    const crossed = this.vitals.sample(p, s, now);
+    this.escalation.lastActivityAt = now;
+    if (!crossed) return OK;
+    return this.tx.run(null, undefined, () => {
+      requireOpen(this.state.status);
+      return this.vitals.alertChange(p, s);
+    }).then(
+      (r) => ({ ok: true as const, alerts: r.alerts }),
+      (error) => {
+        services().log.warn({ err: error, emergencyId: this.roomId }, "a vitals alert was not committed; the next sample out of range retries it");
+        return OK;
+      },
+    );
   }
 
   /** Called by a responder's duty room when the responder accepts an offer. First accept wins. */

@@ -160,6 +160,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     emergencyId: string; priority: string; status: string; hospitalStatus: string; notifiedAt: number; acknowledgedAt: number;
     etaSeconds: number; handoverSummary: string; score: number; distanceScore: number; capacityScore: number; specialtyScore: number;
     readiness: { key: string; label: string; ready: boolean; updatedAt: number }[]; handedOverAt: number;
+    vitalsAlerts?: string[];
   }): { ok: true } {
     if (s.hospitalStatus === "declined" || s.hospitalStatus === "withdrawn") {
       this.state.incoming.delete(s.emergencyId);
@@ -171,7 +172,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
       inc.emergencyId = s.emergencyId;
       this.state.incoming.set(s.emergencyId, inc);
     }
-    const { readiness, ...fields } = s;
+    const { readiness, vitalsAlerts = [], ...fields } = s;
     Object.assign(inc, fields, { updatedAt: Date.now() });
     for (const r of readiness) {
       let item = inc.readiness.get(r.key);
@@ -179,6 +180,10 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
       Object.assign(item, r);
     }
     for (const key of [...inc.readiness.keys()]) if (!readiness.some((r) => r.key === key)) inc.readiness.delete(key);
+    if (inc.vitalsAlerts.length !== vitalsAlerts.length || vitalsAlerts.some((a, i) => inc.vitalsAlerts[i] !== a)) {
+      inc.vitalsAlerts.clear();
+      inc.vitalsAlerts.push(...vitalsAlerts.map(String));
+    }
     if (FINISHED.has(s.hospitalStatus)) {
       this.clock.setTimeout(() => {
         const e = this.state.incoming.get(s.emergencyId);

@@ -4,6 +4,7 @@
  * variable, and `main.ts` turns it into a non-zero exit.
  */
 
+import type { VitalThresholds } from "./domain/vitals.ts";
 import type { DatabaseOptions } from "../persistence/db.ts";
 
 export class ConfigError extends Error {
@@ -169,6 +170,13 @@ export interface Config {
     noAcknowledgementMs: number;
     /** An emergency with no activity (no party message, join or change) this long is closed as expired. */
     idleExpiryMs: number;
+  };
+
+  /** The vitals stream (the `vitals` message): its rate per sender and the range of each vital. */
+  vitals: {
+    /** A sender's samples closer together than this are refused (RATE_LIMITED). */
+    minIntervalMs: number;
+    thresholds: VitalThresholds;
   };
 
   eta: { speedKmh: number };
@@ -360,6 +368,17 @@ export function loadConfig(env: Env = process.env): Config {
       noResponderMs: int(env, "HAVEN_ESCALATE_NO_RESPONDER_MS", 180_000, 100, 86_400_000),
       noAcknowledgementMs: int(env, "HAVEN_ESCALATE_NO_ACK_MS", 300_000, 100, 86_400_000),
       idleExpiryMs: int(env, "HAVEN_EMERGENCY_IDLE_EXPIRY_MS", 4 * 3_600_000, 1000, 7 * 86_400_000),
+    },
+    vitals: {
+      minIntervalMs: int(env, "HAVEN_VITALS_MIN_INTERVAL_MS", 900, 0, 60_000),
+      thresholds: {
+        heartRate: { low: num(env, "HAVEN_VITALS_HR_LOW", 40, 0, 300), high: num(env, "HAVEN_VITALS_HR_HIGH", 140, 0, 300) },
+        systolic: { low: num(env, "HAVEN_VITALS_SBP_LOW", 90, 0, 300), high: num(env, "HAVEN_VITALS_SBP_HIGH", 220, 0, 300) },
+        diastolic: { low: num(env, "HAVEN_VITALS_DBP_LOW", 0, 0, 200), high: num(env, "HAVEN_VITALS_DBP_HIGH", 130, 0, 200) },
+        spo2: { low: num(env, "HAVEN_VITALS_SPO2_LOW", 90, 0, 100), high: 100 },
+        temperature: { low: num(env, "HAVEN_VITALS_TEMP_LOW", 35, 25, 45), high: num(env, "HAVEN_VITALS_TEMP_HIGH", 39.5, 25, 45) },
+        respiratoryRate: { low: num(env, "HAVEN_VITALS_RR_LOW", 8, 0, 80), high: num(env, "HAVEN_VITALS_RR_HIGH", 30, 0, 80) },
+      },
     },
     eta: { speedKmh: num(env, "HAVEN_ETA_SPEED_KMH", 40, 1, 300) },
     urbanAreasFile: str(env, "HAVEN_URBAN_AREAS_FILE", new URL("../data/urban-areas.json", import.meta.url).pathname)!,

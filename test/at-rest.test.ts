@@ -30,6 +30,21 @@ const CLINICAL_SECRETS = {
 };
 const ALL_SECRETS = [...PROFILE_SECRETS, ...Object.values(CLINICAL_SECRETS)];
 
+/** A vitals sample streamed into the live emergency: its temperature is an unusual number to look for. */
+const VITALS_MARKER = { heartRate: 149, temperature: 37.3456, spo2: 93, device: { battery: 57, signal: 43 } };
+/** The marker temperature as the state holds it (float32), in every form a plaintext copy would take. */
+function vitalsFound(dump: { text: string; binaries: Buffer[] }): string[] {
+  const t = Math.fround(VITALS_MARKER.temperature);
+  const f64 = Buffer.alloc(8); f64.writeDoubleBE(t);
+  const f32 = Buffer.alloc(4); f32.writeFloatBE(t);
+  const found: string[] = [];
+  if (dump.text.includes(String(t)) || dump.binaries.some((b) => b.includes(String(t)))) found.push(`temperature ${t} as text`);
+  if (dump.binaries.some((b) => b.includes(Buffer.concat([Buffer.from([0xcb]), f64])))) found.push("temperature as msgpack float64");
+  if (dump.binaries.some((b) => b.includes(Buffer.concat([Buffer.from([0xca]), f32])))) found.push("temperature as msgpack float32");
+  if (dump.text.includes("vitalsAlerts") || dump.binaries.some((b) => b.includes("vitalsAlerts"))) found.push("the vitals alert list");
+  return found;
+}
+
 const profile = (marker = 0) => ({
   bloodType: "AB-",
   allergies: [{ substance: PROFILE_SECRETS[0], reaction: "anaphylaxis", severity: "life_threatening" }],
@@ -146,6 +161,9 @@ describe("medical data at rest", () => {
     live = await scenario(h, ops, PLACES.mombasa, patientC);
     await waitFor(live.faRoom, (st) => st.medical?.profile?.shared === true, 3000, "profile disclosed");
     await live.faRoom.request("assessment", { mechanism: CLINICAL_SECRETS.mechanism, injuries: [CLINICAL_SECRETS.injury], treatment: [] });
+    // vitals streamed by the crew's device, one over its threshold (an alert on the timeline)
+    await live.crewRoom.request("vitals", VITALS_MARKER);
+    await waitFor(live.faRoom, (st) => st.medical.vitals.get(live.crew.acc.id)?.heartRate === 149 && st.priority === "critical", 3000, "vitals seen");
     await live.pRoom.request("position", { lat: PLACES.mombasa.lat + 1e-5, lng: PLACES.mombasa.lng });
     await sleep(2600); // every room's snapshot flushed at least once since
 
@@ -155,6 +173,11 @@ describe("medical data at rest", () => {
     expect(dump.binaries.length).toBeGreaterThan(10);
     expect(dump.text).toContain(handedOver.id);
     expect(plaintextFound(dump, ALL_SECRETS)).toEqual([]);
+    expect(vitalsFound(dump)).toEqual([]);
+    // the alert is on the timeline in the database, naming the vital, never its value
+    const alerts = await sql`select payload from emergency_events where emergency_id = ${live.id} and type = 'vitals_alert'`;
+    expect(alerts).toHaveLength(1);
+    expect(JSON.stringify(alerts[0].payload)).not.toContain("149");
     // and the keys, in tables of their own
     for (const table of ["medical_keys", "medical_profile_keys"]) expect(dump.tables).toContain(table);
 
@@ -176,6 +199,12 @@ describe("medical data at rest", () => {
     // before erasure: the master key opens what was sealed (the seal is real, not a loss)
     const a = await snapshotOf(handedOver.id);
     expect(a.state.medical).toBeUndefined();
+    // the live emergency's vitals are in its sealed clinical part
+    const liveSnap = await snapshotOf(live.id);
+    expect(liveSnap.state.medical).toBeUndefined();
+    const liveClinical = openEmergencyPart(liveSnap.sealed!.clinical!, (await keyOf(live.id, "clinical"))!, live.id, "clinical") as any;
+    expect(liveClinical.medical.vitals[live.crew.acc.id]).toMatchObject({ heartRate: 149, spo2: 93, battery: 57, signal: 43 });
+    expect(liveClinical.medical.vitalsAlerts).toEqual(["heartRate:high"]);
     const clinical = openEmergencyPart(a.sealed!.clinical!, (await keyOf(handedOver.id, "clinical"))!, handedOver.id, "clinical") as any;
     expect(clinical.medical.mechanism).toBe(CLINICAL_SECRETS.mechanism);
     expect(clinical.notes.map((n: [number, string]) => n[1])).toEqual(expect.arrayContaining([CLINICAL_SECRETS.alertNote, CLINICAL_SECRETS.handover]));
@@ -233,7 +262,9 @@ describe("medical data at rest", () => {
     expect(writes.map((r) => r.emergency_id)).toEqual(expect.arrayContaining([handedOver.id, live.id]));
 
     // still nothing in the clear anywhere
-    expect(plaintextFound(await dumpEverything(h.databaseUrl, sql), ALL_SECRETS)).toEqual([]);
+    const after = await dumpEverything(h.databaseUrl, sql);
+    expect(plaintextFound(after, ALL_SECRETS)).toEqual([]);
+    expect(vitalsFound(after)).toEqual([]);
   });
 
   it("kill -9 and a restart bring the live emergencies' medical records back from sealed snapshots; one written before sealing is sealed at the next flush", async () => {
@@ -259,6 +290,10 @@ describe("medical data at rest", () => {
       await waitFor(faRoom, (st) => st.medical?.mechanism === CLINICAL_SECRETS.mechanism, 3000, "clinical record restored");
       expect(faRoom.state.medical.injuries[0]).toBe(CLINICAL_SECRETS.injury);
       expect(faRoom.state.medical.profile.shared).toBe(false); // erased: stays withdrawn
+      const vitals = faRoom.state.medical.vitals.get(live.crew.acc.id);
+      expect({ hr: vitals.heartRate, battery: vitals.battery }).toEqual({ hr: 149, battery: 57 });
+      expect(vitals.temperature).toBeCloseTo(VITALS_MARKER.temperature, 3);
+      expect([...faRoom.state.medical.vitalsAlerts]).toEqual(["heartRate:high"]);
       const olderRoom = await join(restarted, older.fa.acc.token, older.id);
       await waitFor(olderRoom, (st) => st.medical?.mechanism === "ATREST-LEGACY kicked by a cow", 3000, "record restored from the unsealed snapshot");
       await sleep(2600);

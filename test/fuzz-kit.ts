@@ -78,6 +78,13 @@ export const SCHEMAS = {
     priority: opt({ t: "enum", values: PRIORITIES }),
     suspected: opt({ t: "arr", max: 8, unique: true, items: { t: "enum", values: SPECIALTIES } }),
   }),
+  vitals: obj({
+    heartRate: opt({ t: "num", int: true, min: 0, max: 300 }), systolic: opt({ t: "num", int: true, min: 0, max: 300 }),
+    diastolic: opt({ t: "num", int: true, min: 0, max: 200 }), spo2: opt({ t: "num", int: true, min: 0, max: 100 }),
+    temperature: opt({ t: "num", min: 25, max: 45 }), respiratoryRate: opt({ t: "num", int: true, min: 0, max: 80 }),
+    device: opt(obj({ battery: { t: "num", int: true, min: 0, max: 100 }, signal: { t: "num", int: true, min: 0, max: 100 } })),
+    at: opt({ t: "num", int: true, min: 1e12, max: 9_999_999_999_999 }),
+  }),
   cancel: obj({ reason: { t: "enum", values: CANCEL_REASONS }, note: text(200), idempotencyKey: idemSpec }),
   availability: obj({ available: { t: "bool" } }),
   acceptOffer: obj({ offerId: idSpec }),

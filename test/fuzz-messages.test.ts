@@ -38,6 +38,8 @@ beforeAll(async () => {
     HAVEN_DISPATCH_WIDEN_INTERVAL_MS: "600000",
     HAVEN_OFFER_TIMEOUT_MS: "600000",
     HAVEN_CLOSE_GRACE_MS: "600000",
+    // every valid vitals sample is taken (the per-sender interval has a test of its own)
+    HAVEN_VITALS_MIN_INTERVAL_MS: "0",
   });
   ops = await login(h, OPS.email, OPS.password);
   s = await scenario(h, ops, SCENE);
@@ -48,6 +50,7 @@ afterAll(async () => { await h?.stop(); });
 const SUCCESS: Record<string, (value: any, payload: any) => boolean> = {
   position: (v) => v.ok === true,
   status: (v) => v.ok === true && (typeof v.status === "string" || v.duplicate === true),
+  vitals: (v) => v.ok === true && (v.alerts === undefined || (Array.isArray(v.alerts) && v.alerts.every((a: unknown) => typeof a === "string"))),
   assessment: (v) => v.ok === true && ((typeof v.priority === "string" && typeof v.hospitalId === "string") || v.duplicate === true),
   cancel: (v) => v.ok === true && (v.status === "cancelled" || v.duplicate === true),
   availability: (v, p) => v.ok === true && v.available === p.available,
@@ -107,7 +110,7 @@ async function runCase(t: Target, payload: unknown): Promise<void> {
   const out = await ask(t.sender(), t.type, payload);
   await fence(observer);
   // an idempotency key is scoped to one emergency and one subject, whatever the message (§4)
-  const p = payload as Record<string, unknown>;
+  const p = (payload ?? {}) as Record<string, unknown>; // no payload is a valid empty one where every field is optional
   const answers = keyed.get(t.sender()) ?? keyed.set(t.sender(), new Map()).get(t.sender())!;
   const key = exp.kind === "valid" && typeof p.idempotencyKey === "string" ? `${p.emergencyId ?? ""}/${p.idempotencyKey}` : undefined;
   const first = key === undefined ? undefined : answers.get(key);
@@ -179,6 +182,8 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       [s.faRoom, "status", { step: "en_route", idempotencyKey: null }],
       [s.faRoom, "assessment", { mechanism: "a", injuries: [], treatment: [], idempotencyKey: null }],
       [s.faRoom, "assessment", { mechanism: "a", injuries: [], treatment: [], signs: { gcs: null } }],
+      [s.faRoom, "vitals", { heartRate: null }],
+      [s.faRoom, "vitals", { device: { battery: 50, signal: null } }],
       [s.pRoom, "cancel", { reason: "false_alarm", idempotencyKey: null }],
       [s.pRoom, "cancel", { reason: "other", note: null }],
     ];
@@ -226,9 +231,14 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
     await fuzz(emergency("assessment", "assessment", ["EMERGENCY_CLOSED"]), patientSeen);
   }, 120_000);
 
+  it("emergency room: vitals, from the first-aider and from the crew", async () => {
+    await fuzz(emergency("vitals", "vitals", ["EMERGENCY_CLOSED", "RATE_LIMITED"]), patientSeen);
+    await fuzz({ ...emergency("vitals", "vitals", ["EMERGENCY_CLOSED", "RATE_LIMITED"], () => s.crewRoom), observer: () => s.faRoom }, patientSeen);
+  }, 120_000);
+
   it("emergency room: a message the sender's role may not send, and names no room handles", async () => {
     const types = fc.oneof(
-      fc.constantFrom("status", "assessment", "fence", "error", "__proto__", "constructor", "hasOwnProperty", "toString", "onCreate", "acceptOffer", "restCancel", "capacity", "x".repeat(40), "Position", "position "),
+      fc.constantFrom("status", "assessment", "vitals", "fence", "error", "__proto__", "constructor", "hasOwnProperty", "toString", "onCreate", "acceptOffer", "restCancel", "capacity", "x".repeat(40), "Position", "position "),
       nastyString.filter((x) => x.length >= 1 && x.length <= 40),
     );
     const logMark = h.logs.join("").length;
@@ -240,13 +250,13 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
       // the patient may send only position and cancel; a cancel is left out here (it would end the emergency)
       const out = await ask(s.pRoom, type, payload);
       await fence(s.crewRoom);
-      const known = ["position", "status", "assessment", "cancel"].includes(type);
+      const known = ["position", "status", "assessment", "vitals", "cancel"].includes(type);
       if (out.ok) throw new Error(`${type} was accepted: ${JSON.stringify(out.value)}`);
       checkRefusal(out);
       if (wire.bytes > MAX_FRAME + 8) expect(out.code).toBe("FRAME_TOO_LARGE");
       else if (wire.bytes < MAX_FRAME - 8) {
         if (!known) expect(out.code).toBe(type.isWellFormed() ? "UNKNOWN_MESSAGE" : out.code); // a lone surrogate may not survive UTF-8
-        else if (type === "status" || type === "assessment") expect(out.code).toBe("FORBIDDEN");
+        else if (type === "status" || type === "assessment" || type === "vitals") expect(out.code).toBe("FORBIDDEN");
         else expect(["INVALID_PAYLOAD", "MALFORMED_FRAME"]).toContain(out.code);
       }
       expect(view(s.crewRoom)).toBe(before);

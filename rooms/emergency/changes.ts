@@ -70,7 +70,7 @@ export class EmergencyChanges {
     const state = ctx.state;
     record.assess(a, actor(p), ctx.clock.now());
     ctx.event("assessment_submitted", actor(p));
-    ctx.effect(record.auditRecorded(p, CLINICAL_FIELDS.filter((f) => f !== "notes")));
+    ctx.effect(record.auditRecorded(p, CLINICAL_FIELDS.filter((f) => f !== "notes" && f !== "vitals")));
     if (a.priority && a.priority !== state.priority) {
       ctx.event("priority_changed", actor(p), `${state.priority} -> ${a.priority}`);
       state.priority = a.priority;

@@ -276,6 +276,7 @@ export class ReceivingHospital {
       handoverSummary: handoverSummary(state.medical),
       score: link.score, distanceScore: link.distanceScore, capacityScore: link.capacityScore, specialtyScore: link.specialtyScore,
       readiness: [...link.readiness.values()].map((r) => ({ key: r.key, label: r.label, ready: r.ready, updatedAt: r.updatedAt })),
+      vitalsAlerts: [...state.medical.vitalsAlerts],
       handedOverAt: state.times.handedOverAt,
     };
     ctx.effect(() => void ctx.call(hospitalRoom, "upsertIncoming", [card])

@@ -16,6 +16,7 @@ import { Escalation } from "./escalation.ts";
 import { ReceivingHospital } from "./hospital-link.ts";
 import { MedicalRecord, type AlertNote } from "./medical-record.ts";
 import { Timeline } from "./timeline.ts";
+import { VitalsStream } from "./vitals.ts";
 
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
@@ -50,6 +51,7 @@ export interface EmergencyParts {
   hospital: ReceivingHospital;
   escalation: Escalation;
   changes: EmergencyChanges;
+  vitals: VitalsStream;
 }
 
 /** The alert as recorded (the `call_received` event's payload). */
@@ -130,6 +132,11 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     disconnect: () => void room.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}),
   });
 
+  const vitals = new VitalsStream({
+    ctx, config: s.config.vitals, hospital,
+    changed: () => { record.clinicalChanged(); room.markDirty(); },
+  });
+
   const host: TransactionHost<Mark> = {
     ...room.patches,
     mark: () => ({ state: state.toJSON() as Record<string, unknown>, seq: timeline.seq }),
@@ -167,5 +174,5 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     perSender: { limit: s.config.limits.criticalChangesPer10s, windowMs: 10_000 },
     onSenderCommit: () => escalation.touch(),
   });
-  return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes };
+  return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes, vitals };
 }

@@ -14,6 +14,29 @@ export const Signs = schema({
 }, "Signs");
 export type Signs = SchemaType<typeof Signs>;
 
+/**
+ * The latest vitals sample one responder (or their device) streamed, keyed by the sender's id in
+ * `Medical.vitals`. -1 for a vital the sender never reported; each sample overwrites only the
+ * vitals it carries.
+ */
+export const VitalsSample = schema({
+  heartRate: t.int16().default(-1),
+  systolic: t.int16().default(-1),
+  diastolic: t.int16().default(-1),
+  spo2: t.int16().default(-1),
+  temperature: t.float32().default(-1),
+  respiratoryRate: t.int16().default(-1),
+  /** The device's battery, percent; -1 when no device reported it. */
+  battery: t.int16().default(-1),
+  /** The device's signal strength, percent (0–100); -1 when no device reported it. */
+  signal: t.int16().default(-1),
+  /** When the sample was taken (the device's `at`, or when it arrived), epoch ms. */
+  at: t.float64().default(0),
+  /** When the server received it, epoch ms. */
+  receivedAt: t.float64().default(0),
+}, "VitalsSample");
+export type VitalsSample = SchemaType<typeof VitalsSample>;
+
 /** The patient's own medical profile, as much as a responder needs, when the patient consented. */
 export const ProfileSummary = schema({
   shared: t.boolean().default(false),
@@ -25,7 +48,7 @@ export const ProfileSummary = schema({
 export type ProfileSummary = SchemaType<typeof ProfileSummary>;
 
 /**
- * Medical details (the patient's profile summary and the ATMIST assessment). Tagged `.view()` on the state: only clients whose
+ * Medical details (the patient's profile summary, the ATMIST assessment and the streamed vitals). Tagged `.view()` on the state: only clients whose
  * StateView holds it — the assigned responders and the receiving hospital — ever receive it.
  */
 export const Medical = schema({
@@ -40,6 +63,10 @@ export const Medical = schema({
   assessedBy: t.string().default(""),
   assessedAt: t.float64().default(0),
   profile: ProfileSummary,
+  /** The latest vitals sample of each sender, by the sender's id. */
+  vitals: t.map(VitalsSample),
+  /** The vitals out of range now, as `vital:low` / `vital:high` (from the latest sample carrying each). */
+  vitalsAlerts: t.array("string"),
 }, "Medical");
 export type Medical = SchemaType<typeof Medical>;
 

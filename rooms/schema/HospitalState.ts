@@ -19,6 +19,8 @@ export const Incoming = schema({
   capacityScore: t.float32(),
   specialtyScore: t.float32(),
   readiness: t.map(ReadinessItem),
+  /** Vitals out of range now, as `vital:low` / `vital:high` (names and directions, never values); empty when none. */
+  vitalsAlerts: t.array("string"),
   handedOverAt: t.float64().default(0),
 }, "Incoming");
 export type Incoming = SchemaType<typeof Incoming>;

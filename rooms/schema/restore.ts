@@ -1,6 +1,6 @@
 import type { MapSchema, ArraySchema } from "@colyseus/schema";
 import { Party, ReadinessItem } from "./common.ts";
-import { EmergencyState, HospitalLink, Medical, TimelineEvent } from "./EmergencyState.ts";
+import { EmergencyState, HospitalLink, Medical, TimelineEvent, VitalsSample } from "./EmergencyState.ts";
 
 /**
  * Haven owns its snapshot format: an emergency's state is snapshotted as its plain JSON (msgpack
@@ -38,6 +38,8 @@ function syncMap<T extends object>(target: MapSchema<T>, json: Json | undefined,
 
 const PARTY = ["id", "role", "name", "lat", "lng", "accuracy", "heading", "speed", "updatedAt", "online"] as const;
 const assignParty = (p: Party, j: Json) => assignPrimitives(p, j, PARTY);
+const VITALS_SAMPLE = ["heartRate", "systolic", "diastolic", "spo2", "temperature", "respiratoryRate", "battery", "signal", "at", "receivedAt"] as const;
+const assignVitals = (v: VitalsSample, j: Json) => assignPrimitives(v, j, VITALS_SAMPLE);
 const assignReadiness = (r: ReadinessItem, j: Json) => assignPrimitives(r, j, ["key", "label", "ready", "updatedAt"]);
 
 export function assignEmergencyState(state: EmergencyState, json: Json): void {
@@ -73,6 +75,8 @@ export function assignEmergencyState(state: EmergencyState, json: Json): void {
   syncStrings(m.treatment, mj.treatment);
   syncStrings(m.suspected, mj.suspected);
   assignPrimitives(m.signs, mj.signs ?? {}, ["heartRate", "respiratoryRate", "systolic", "diastolic", "spo2", "temperature", "gcs", "avpu"]);
+  syncMap(m.vitals, mj.vitals, () => new VitalsSample(), assignVitals);
+  syncStrings(m.vitalsAlerts, mj.vitalsAlerts);
   const pj: Json = mj.profile ?? {};
   assignPrimitives(m.profile, pj, ["shared", "bloodType"]);
   syncStrings(m.profile.allergies, pj.allergies);

@@ -10,7 +10,7 @@ import { EMERGENCY_SUMMARY_FIELDS } from "./profile.ts";
  * emergency, each wrapped by the master key and stored in `medical_keys`, apart from the
  * ciphertext:
  *
- * - `clinical` seals the ATMIST assessment and the free-text notes of the timeline (the alert's
+ * - `clinical` seals the ATMIST assessment, the streamed vitals and the free-text notes of the timeline (the alert's
  *   note, offer and hospital decline reasons, the cancel note, the handover notes): the clinical
  *   record of the emergency. It is made when the alert is recorded, in the same transaction, and
  *   destroyed `HAVEN_MEDICAL_RETENTION_DAYS` after the emergency closed.
@@ -27,7 +27,7 @@ import { EMERGENCY_SUMMARY_FIELDS } from "./profile.ts";
 export const NOTE_EVENTS: ReadonlySet<string> = new Set(["call_received", "offer_declined", "hospital_declined", "cancelled", "handed_over"]);
 
 /** The fields of the clinical record, as named in the audit log. */
-export const CLINICAL_FIELDS = ["age", "timeOfIncident", "mechanism", "injuries", "signs", "treatment", "suspected", "notes"] as const;
+export const CLINICAL_FIELDS = ["age", "timeOfIncident", "mechanism", "injuries", "signs", "treatment", "suspected", "notes", "vitals"] as const;
 
 /** Where a part of the emergency sits, as bound into its additional data. */
 export const PART = {

@@ -53,9 +53,29 @@ const divert = {
   until: { type: "number", integer: true, min: 1_000_000_000_000, max: 9_999_999_999_999, optional: true },
 } as const;
 
+/** One vitals sample (the `vitals` message): physiological bounds, a device's battery and signal in percent. */
+const vitals = {
+  $$strict: true,
+  heartRate: { type: "number", integer: true, min: 0, max: 300, optional: true },
+  systolic: { type: "number", integer: true, min: 0, max: 300, optional: true },
+  diastolic: { type: "number", integer: true, min: 0, max: 200, optional: true },
+  spo2: { type: "number", integer: true, min: 0, max: 100, optional: true },
+  temperature: { type: "number", min: 25, max: 45, optional: true },
+  respiratoryRate: { type: "number", integer: true, min: 0, max: 80, optional: true },
+  device: {
+    type: "object", strict: true, optional: true,
+    props: {
+      battery: { type: "number", integer: true, min: 0, max: 100 },
+      signal: { type: "number", integer: true, min: 0, max: 100 },
+    },
+  },
+  at: { type: "number", integer: true, min: 1_000_000_000_000, max: 9_999_999_999_999, optional: true },
+} as const;
+
 const schemas = {
   // ---- emergency room
   position,
+  vitals,
   responderStatus: { $$strict: true, step: { type: "enum", values: ["en_route", "on_scene", "left_scene", "at_hospital"] }, idempotencyKey },
   assessment: {
     $$strict: true,
