@@ -21,6 +21,7 @@ import type { Assessment, MedicalRecord } from "./emergency/medical-record.ts";
 import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
 import type { Timeline } from "./emergency/timeline.ts";
 import type { VitalsMessage, VitalsStream } from "./emergency/vitals.ts";
+import { reactToDivert, receiveVitals, type ReactionParts } from "./emergency/reactions.ts";
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -29,10 +30,6 @@ export interface EmergencyCreateOptions {
 
 type Position = { lat: number; lng: number; accuracy?: number; heading?: number; speed?: number };
 
-/** A divert that could not be recorded is tried again after this. */
-const SYSTEM_RETRY_MS_DIVERT = 1000;
-
-const OK = { ok: true } as const;
 const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
 const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
 
@@ -57,6 +54,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private hospital!: ReceivingHospital;
   private escalation!: Escalation;
   private vitals!: VitalsStream;
+  private reactionParts?: ReactionParts;
   /** What the assigned responders and the receiving hospital's staff see beyond the shared state. */
   private medicalView?: StateView;
   private changes!: EmergencyChanges;
@@ -164,30 +162,9 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     this.hospital.resync(hospitalId);
   }
 
-  /**
-   * A hospital went on divert (a cluster notice, on every node): if it is this patient's
-   * receiving hospital and the divert covers the patient, the emergency records it and, unless the
-   * patient is at the hospital already, is re-matched at once (rooms/emergency/hospital-link.ts,
-   * `diverted`); operations is told. A change that cannot be committed is tried again.
-   */
-  async hospitalDiverted(hospitalId: string, attempt = 0): Promise<void> {
-    if (!this.tx || !this.isOpen() || this.isRelinquished() || !this.hospital.divertHits(hospitalId)) return;
-    const reason = services().hospitals.get(hospitalId)?.divert?.reason ?? "";
-    let outcome: string | undefined;
-    try {
-      await this.tx.run(null, undefined, () => {
-        if (this.hospital.divertHits(hospitalId)) outcome = this.hospital.diverted(reason);
-      });
-    } catch (error) {
-      services().log.warn({ err: error, emergencyId: this.roomId, hospitalId }, "a divert could not be recorded yet; trying again");
-      if (attempt < 10) this.clock.setTimeout(() => void this.hospitalDiverted(hospitalId, attempt + 1), SYSTEM_RETRY_MS_DIVERT);
-      return;
-    }
-    if (!outcome) return;
-    const next = this.state.hospital.id;
-    this.escalation.notifyOperations("emergency.hospital_diverted", outcome === "stays"
-      ? `receiving hospital ${hospitalId} went on divert (${reason}); the patient is already there`
-      : `receiving hospital ${hospitalId} went on divert (${reason}); ${next ? `re-matched to ${next}` : "no other hospital available yet"}`);
+  /** A hospital went on divert: the emergency reacts if it was bound there (emergency/reactions.ts). */
+  hospitalDiverted(hospitalId: string): Promise<void> {
+    return this.tx ? reactToDivert(this.reactions(), hospitalId) : Promise.resolve();
   }
 
   /**
@@ -352,29 +329,21 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     return { ok: true };
   }
 
-  /**
-   * A vitals sample from an assigned responder (or their device, with their token): it becomes the
-   * sender's latest sample in the medical part, with no write of its own. Only a vital crossing its
-   * threshold is a critical change (timeline, priority, wallboard), answered once committed; if that
-   * commit fails, the sample stays and the next sample out of range tries the alert again.
-   */
+  /** A vitals sample from an assigned responder (emergency/reactions.ts). */
   streamVitals(p: Principal, s: VitalsMessage): { ok: true } | Promise<{ ok: true; alerts?: string[] }> {
     requireOpen(this.state.status);
     this.requireParty(p);
-    const now = Date.now();
-    const crossed = this.vitals.sample(p, s, now);
-    this.escalation.lastActivityAt = now;
-    if (!crossed) return OK;
-    return this.tx.run(null, undefined, () => {
-      requireOpen(this.state.status);
-      return this.vitals.alertChange(p, s);
-    }).then(
-      (r) => ({ ok: true as const, alerts: r.alerts }),
-      (error) => {
-        services().log.warn({ err: error, emergencyId: this.roomId }, "a vitals alert was not committed; the next sample out of range retries it");
-        return OK;
-      },
-    );
+    return receiveVitals(this.reactions(), p, s);
+  }
+
+  private reactions(): ReactionParts {
+    return this.reactionParts ??= {
+      roomId: this.roomId, tx: this.tx, hospital: this.hospital, escalation: this.escalation, vitals: this.vitals,
+      status: () => this.state.status,
+      receivingHospitalId: () => this.state.hospital.id,
+      live: () => this.isOpen() && !this.isRelinquished(),
+      later: (fn, ms) => this.clock.setTimeout(fn, ms),
+    };
   }
 
   /** Called by a responder's duty room when the responder accepts an offer. First accept wins. */
