@@ -56,6 +56,8 @@ export const fanout = new Trend("haven_fanout_ms", true);
 export const alertToOffer = new Trend("haven_alert_to_offer_ms", true);
 /** From the seat reservation call to the first full state on the socket. */
 export const joinTime = new Trend("haven_join_ms", true);
+/** Joins whose socket closed abnormally (1006) before the join completed, retried once with a new seat, as the SDK and the benchmark's generator do. */
+export const joinRetries = new Counter("haven_join_retries");
 /** Round trip of socket requests (frame 21 to its answer 22). */
 export const requestTime = new Trend("haven_request_ms", true);
 
@@ -308,7 +310,7 @@ function stamp(e) {
  * hospital or emergency, from the id when not given); patch sizes go to haven_update_bytes.
  * `expectClose`: close codes that are not failures (4000, our own leave, always is).
  */
-export function join(session, roomId, handlers) {
+export function join(session, roomId, handlers, attempt = 0) {
   const h = handlers || {};
   const kind = h.kind || (/^(duty|hospital)-/.test(roomId) ? roomId.split("-")[0] : "emergency");
   const started = Date.now();
@@ -319,9 +321,14 @@ export function join(session, roomId, handlers) {
   const host = s.publicAddress ? `${WS_SCHEME}://${s.publicAddress}` : WS_BASE;
   const url = `${host}/${s.processId}/${s.roomId}?sessionId=${s.sessionId}&_authToken=${bearer}`;
   const room = new Room(url, roomId, kind, session, h);
+  room.retryable = attempt === 0;
   return new Promise((resolve, reject) => {
     room.joinedResolve = () => { joinTime.add(Date.now() - started, { room: kind }); resolve(room); };
-    room.joinedReject = reject;
+    room.joinedReject = (error) => {
+      if (!room.retryable || room.closeCode !== 1006) return reject(error);
+      joinRetries.add(1, { room: kind });
+      join(session, roomId, handlers, attempt + 1).then(resolve, reject);
+    };
   });
 }
 
@@ -398,7 +405,9 @@ export class Room {
     if (this.closed) return;
     this.closed = true;
     this.closeCode = code;
-    if (this.expectClose.indexOf(code) < 0) countError(`CLOSE_${code}`, { room: this.kind });
+    // a socket closed abnormally before its first join completed is retried once (join()), not an error yet
+    const retried = !this.joined && code === 1006 && this.retryable;
+    if (this.expectClose.indexOf(code) < 0 && !retried) countError(`CLOSE_${code}`, { room: this.kind });
     for (const id of Object.keys(this.pending)) {
       const p = this.pending[id];
       clearTimeout(p.timer);
@@ -409,7 +418,7 @@ export class Room {
       this.joined = true;
       this.joinedReject(new Error(`join of ${this.roomId} failed: close ${code} ${reason || this.lastError}`));
     }
-    if (this.h.onClose) this.h.onClose(code, reason);
+    if (this.h.onClose && !retried) this.h.onClose(code, reason); // a retried join's handlers go on with the new socket
     for (const w of this.closeWaiters) w(code);
     this.closeWaiters = [];
   }
