@@ -26,12 +26,11 @@ export const SNAPSHOT_INTERVAL_MS = 2000;
 /** The interval is cut into this many slices; each room belongs to one of them. */
 const SLICES = 20;
 
-type Row = SnapshotRow;
-
 /**
  * Writes the snapshot of every emergency whose state changed since its last one, at most every
  * 2 s, with the timeline events raised outside critical changes since (dispatch widening, offers
- * timing out, re-alerts): every event of the timeline reaches `emergency_events`. The work is spread over the interval: each room belongs to one of 20 slices, and every
+ * timing out, re-alerts): every event of the timeline reaches `emergency_events`. The work is
+ * spread over the interval: each room belongs to one of 20 slices, and every
  * 100 ms the changed rooms of one slice are encoded and written, so no turn of the event loop
  * encodes every room at once. Rows wait in a buffer (one per room, the newest) until they are
  * written: when Postgres is away they stay there and go out once it is back. A room committing a
@@ -46,7 +45,7 @@ export class SnapshotFlusher {
   private nextSlot = 0;
   private readonly slots = new WeakMap<Snapshottable, number>();
   /** Encoded and not yet written: emergency id → its newest row, and the room it came from. */
-  private readonly pending = new Map<string, { row: Row; room: Snapshottable }>();
+  private readonly pending = new Map<string, { row: SnapshotRow; room: Snapshottable }>();
   private running?: Promise<number>;
   private failing = false;
 

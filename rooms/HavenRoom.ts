@@ -22,7 +22,6 @@ export type HavenClient = Client & { auth: Principal };
 /** The encoded type reflection sent to every joining client, per state class. */
 const HANDSHAKES = new Map<Function, Uint8Array>();
 
-
 /** The join option, set by the server at the seat reservation, naming the subject the seat is for. */
 export const SEAT_SUBJECT = "havenSeatSubject";
 

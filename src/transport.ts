@@ -41,7 +41,6 @@ async function beforeUpgrade(request: Request, context: AuthContext): Promise<Re
     const e = error instanceof HavenError ? error : new HavenError("TOKEN_INVALID", "the token is not valid");
     return deny(401, e.code, e.message);
   }
-  // a join takes the seat its caller reserved; a reconnect, the seat its party held
   const url = new URL(request.url);
   // Colyseus finds the room by this id in a plain object: "__proto__", "constructor" and the like
   // would name Object's own members, and its join then fails with a TypeError it logs as an error
