@@ -344,11 +344,11 @@ export class PgEmergencyStore implements EmergencyStore {
       if (!row) return undefined;
       // three reads, pipelined: one round trip
       const [[snap], [alert], keys] = await Promise.all([
-        tx<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`,
+        tx<{ state: Buffer; positions: Buffer | null }[]>`select state, positions from emergency_snapshots where emergency_id = ${id}`,
         tx<{ payload: Record<string, unknown>; at: Date }[]>`select payload, at from emergency_events where emergency_id = ${id} and seq = 1`,
         tx<KeyRow[]>`select purpose, patient_id, key_id, wrapped_key from medical_keys where emergency_id = ${id}`,
       ]);
-      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, alert: alert?.payload ?? {}, keys: keys.map(toKey), alertAt: alert?.at.getTime() };
+      return { id, fence: Number(row.fence), patientId: row.patient_id, bypass: row.bypass, snapshot: snap?.state, positions: snap?.positions ?? undefined, alert: alert?.payload ?? {}, keys: keys.map(toKey), alertAt: alert?.at.getTime() };
     });
   }
 
@@ -369,7 +369,7 @@ export class PgEmergencyStore implements EmergencyStore {
         }
         await tx`
           insert into emergency_snapshots (emergency_id, seq, state, taken_at) values (${id}, ${snapshot.seq}, ${snapshot.state}, now())
-          on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at`;
+          on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, positions = null, taken_at = excluded.taken_at`;
         const closed = status === "handed_over" || status === "cancelled" || status === "expired";
         await tx`update emergencies set status = ${status}, closed_at = ${closed ? new Date() : null} where id = ${id}`;
         signal?.throwIfAborted(); // abandoned by the caller: roll back rather than commit late
@@ -393,12 +393,24 @@ export class PgEmergencyStore implements EmergencyStore {
       const fences = new Map(current.map((r) => [r.id, Number(r.fence)]));
       const held = rows.filter((r) => fences.get(r.id) === r.fence);
       if (held.length > 0) {
-        await tx`
-          insert into emergency_snapshots (emergency_id, seq, state, taken_at)
-          select s.id, s.seq, decode(s.state, 'base64'), now()
-          from unnest(${held.map((r) => r.id)}::uuid[], ${held.map((r) => r.seq)}::bigint[], ${held.map((r) => r.state.toString("base64"))}::text[]) as s(id, seq, state)
-          on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at
-          where emergency_snapshots.seq <= excluded.seq`;
+        const whole = held.filter((r) => r.state);
+        const moved = held.filter((r) => !r.state && r.positions);
+        if (whole.length > 0) {
+          await tx`
+            insert into emergency_snapshots (emergency_id, seq, state, positions, taken_at)
+            select s.id, s.seq, decode(s.state, 'base64'), decode(s.positions, 'base64'), now()
+            from unnest(${whole.map((r) => r.id)}::uuid[], ${whole.map((r) => r.seq)}::bigint[], ${whole.map((r) => r.state!.toString("base64"))}::text[],
+                        ${whole.map((r) => r.positions?.toString("base64") ?? null)}::text[]) as s(id, seq, state, positions)
+            on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, positions = excluded.positions, taken_at = excluded.taken_at
+            where emergency_snapshots.seq <= excluded.seq`;
+        }
+        if (moved.length > 0) {
+          // on top of the stored snapshot, unless a newer one (a later critical change) is there
+          await tx`
+            update emergency_snapshots t set positions = decode(s.positions, 'base64'), taken_at = now()
+            from unnest(${moved.map((r) => r.id)}::uuid[], ${moved.map((r) => r.seq)}::bigint[], ${moved.map((r) => r.positions!.toString("base64"))}::text[]) as s(id, seq, positions)
+            where t.emergency_id = s.id and t.seq <= s.seq`;
+        }
         const events = held.flatMap((r) => (r.events ?? []).map((e) => ({ id: r.id, ...e })));
         if (events.length > 0) {
           await tx`

@@ -5,11 +5,15 @@ import type { Logger } from "../src/log.ts";
 export interface Snapshottable {
   readonly roomId: string;
   readonly fence: number;
-  /** Changed since its last snapshot. */
+  /** Changed since its last snapshot (beyond its parties' positions). */
   dirty: boolean;
+  /** A party moved since its last snapshot or positions row. */
+  moved: boolean;
   isCommitting(): boolean;
   isRelinquished(): boolean;
   snapshot(): { seq: number; state: Buffer };
+  /** The parties' positions alone, with the timeline position they follow. */
+  positions(): { seq: number; positions: Buffer };
   unsavedEvents(): readonly EmergencyEventRow[];
   eventsSaved(seq: number): void;
   /** Another node took the emergency over: stop here. */
@@ -28,7 +32,8 @@ const SLICES = 20;
 
 /**
  * Writes the snapshot of every emergency whose state changed since its last one, at most every
- * 2 s, with the timeline events raised outside critical changes since (dispatch widening, offers
+ * 2 s: the whole state when more than positions changed, its parties' positions alone when they
+ * only moved (a few hundred bytes, applied on top of the whole snapshot on restore), with the timeline events raised outside critical changes since (dispatch widening, offers
  * timing out, re-alerts): every event of the timeline reaches `emergency_events`. The work is
  * spread over the interval: each room belongs to one of 20 slices, and every
  * 100 ms the changed rooms of one slice are encoded and written, so no turn of the event loop
@@ -69,7 +74,7 @@ export class SnapshotFlusher {
   private tick(): void {
     const slice = this.slice;
     this.slice = (slice + 1) % SLICES;
-    this.encode((room) => this.slotOf(room) === slice && room.dirty);
+    this.encode((room) => this.slotOf(room) === slice && (room.dirty || room.moved), false);
     // while Postgres is away, one attempt per interval
     if (!this.running && this.pending.size > 0 && (!this.failing || slice === 0)) void this.write();
   }
@@ -77,7 +82,7 @@ export class SnapshotFlusher {
   /** Saves the changed rooms' snapshots now; `all` saves every room's (at shutdown). */
   async flush(all: boolean): Promise<number> {
     if (this.running) await this.running.catch(() => 0);
-    this.encode((room) => all || room.dirty);
+    this.encode((room) => all || room.dirty || room.moved, all);
     return this.write();
   }
 
@@ -91,12 +96,17 @@ export class SnapshotFlusher {
     return slot;
   }
 
-  private encode(wanted: (room: Snapshottable) => boolean): void {
+  private encode(wanted: (room: Snapshottable) => boolean, whole: boolean): void {
     for (const room of this.registry.liveRooms()) {
       if (!wanted(room) || room.isCommitting() || room.isRelinquished()) continue;
-      room.dirty = false;
       const events = room.unsavedEvents();
-      this.pending.set(room.roomId, { row: { id: room.roomId, fence: room.fence, ...room.snapshot(), events: events.length > 0 ? [...events] : undefined }, room });
+      // a whole snapshot still waiting to be written is replaced by a whole one, never by positions
+      const row: SnapshotRow = whole || room.dirty || this.pending.get(room.roomId)?.row.state
+        ? { id: room.roomId, fence: room.fence, ...room.snapshot() }
+        : { id: room.roomId, fence: room.fence, ...room.positions() };
+      room.dirty = room.moved = false;
+      if (events.length > 0) row.events = [...events];
+      this.pending.set(room.roomId, { row, room });
     }
   }
 

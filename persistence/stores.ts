@@ -159,7 +159,10 @@ export interface SnapshotRow {
   id: string;
   fence: number;
   seq: number;
-  state: Buffer;
+  /** The whole state; absent on a row that carries positions only. */
+  state?: Buffer;
+  /** The parties' positions, newer than `state` (or than the stored state, on a positions-only row). */
+  positions?: Buffer;
   events?: readonly EmergencyEventRow[];
 }
 
@@ -169,6 +172,8 @@ export interface ActiveEmergency {
   bypass: boolean;
   /** msgpack of the room state, or undefined when no snapshot was taken yet. */
   snapshot?: Buffer;
+  /** Positions written after that snapshot, to apply on top of it. */
+  positions?: Buffer;
   /** The alert's own record (the `call_received` event's payload). */
   alert: Record<string, unknown>;
   /** When the alert was recorded (the `call_received` event's time). */

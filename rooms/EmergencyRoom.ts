@@ -22,6 +22,7 @@ import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergen
 import type { Timeline } from "./emergency/timeline.ts";
 import type { VitalsMessage, VitalsStream } from "./emergency/vitals.ts";
 import { reactToDivert, receiveVitals, type ReactionParts } from "./emergency/reactions.ts";
+import { applyPositions, encodePositions } from "./emergency/positions.ts";
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -58,8 +59,10 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** What the assigned responders and the receiving hospital's staff see beyond the shared state. */
   private medicalView?: StateView;
   private changes!: EmergencyChanges;
-  /** Positions (and other fast-changing state) changed since the last snapshot. */
+  /** Changed since the last snapshot, beyond positions (a whole snapshot is due). */
   dirty = false;
+  /** A party moved since the last snapshot or positions row. */
+  moved = false;
   /** The fencing token of this room's hold on the emergency: every write carries it. */
   fence = 0;
 
@@ -98,6 +101,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (claimed.snapshot) {
       const saved = this.record.open(claimed.snapshot);
       assignEmergencyState(this.state, saved.state);
+      if (claimed.positions) applyPositions(this.state, claimed.positions);
       this.timeline.seq = saved.seq;
       this.changes.restore(this.state.timeline);
       // nobody is connected to a room that was just restored
@@ -107,6 +111,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       this.escalation.restore(this.state.timeline);
       this.escalation.arm();
       this.hospital.rearm();
+      if (claimed.positions) this.hospital.refreshEta(); // from the positions written after the snapshot
       this.hospital.sync(true); // the receiving hospital's wallboard learns of it again
       // its receiving hospital may have gone on divert while no node held it
       if (this.state.hospital.id) void this.hospitalDiverted(this.state.hospital.id);
@@ -209,6 +214,10 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   /** The state as a snapshot, with nothing medical in the clear (see MedicalRecord.snapshot). */
   snapshot(): { seq: number; state: Buffer } {
     return this.record.snapshot(this.timeline.seq);
+  }
+
+  positions(): { seq: number; positions: Buffer } {
+    return { seq: this.timeline.seq, positions: encodePositions(this.state) };
   }
 
   /**
@@ -324,7 +333,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     if (pos.heading !== undefined) party.heading = pos.heading;
     if (pos.speed !== undefined) party.speed = pos.speed;
     party.updatedAt = this.escalation.lastActivityAt = Date.now();
-    this.dirty = true;
+    this.moved = true;
     if (this.state.hospital.status !== "none" && p.role !== "first_aider") this.hospital.refreshEta();
     return { ok: true };
   }

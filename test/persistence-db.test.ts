@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,6 +13,9 @@ import { pino } from "pino";
 import { migrate, MIGRATION_LOCK_KEY, openDatabase, type Sql } from "../persistence/db.ts";
 import { PgEmergencyStore } from "../persistence/postgres.ts";
 import { FencedError } from "../persistence/stores.ts";
+
+/** Every migration file, in order: a fresh database gets them all. */
+const ALL_MIGRATIONS = readdirSync(new URL("../persistence/migrations/", import.meta.url)).filter((f) => f.endsWith(".sql")).sort().map((f) => f.replace(/\.sql$/, ""));
 
 /** The machine's Postgres: started here when it is down; these tests never skip. */
 const ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -91,7 +94,7 @@ afterAll(async () => {
 describe("migrations", () => {
   it("create every table on an empty database, and apply nothing the second time", async () => {
     const sql = client(await freshDatabase());
-    expect(await migrate(sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"] });
+    expect(await migrate(sql, silent)).toEqual({ applied: ALL_MIGRATIONS });
     const rows = await sql<{ table_name: string }[]>`
       select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
     expect(rows.map((r) => r.table_name)).toEqual(TABLES);
@@ -100,7 +103,7 @@ describe("migrations", () => {
     expect(m.checksum).toMatch(/^[0-9a-f]{64}$/);
 
     expect(await migrate(sql, silent)).toEqual({ applied: [] });
-    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(5);
+    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(ALL_MIGRATIONS.length);
   });
 
   it("two nodes migrating one empty database together: each migration applied once, both succeed", async () => {
@@ -128,9 +131,9 @@ describe("migrations", () => {
     release();
     await held;
     const results = await both;
-    expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"]]);
+    expect(results.map((r) => r.applied).sort()).toEqual([[], ALL_MIGRATIONS]);
     const rows = await a`select version from haven_schema_migrations order by version`;
-    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows.map((r) => r.version)).toEqual(ALL_MIGRATIONS.map((m) => Number(m.slice(0, 3))));
   });
 
   it("refuse an applied migration whose file changed", async () => {
@@ -217,6 +220,36 @@ describe("fencing of emergency writes", () => {
     expect(await store.claim(id, "proc-c", "n3")).toBeUndefined();
     await sql.end({ timeout: 1 });
   });
+
+  it("positions rows land on top of the snapshot they follow, never on a newer one, and a whole snapshot or a commit clears them", async () => {
+    const sql = client(await freshDatabase(), 3);
+    await migrate(sql, silent);
+    const store = new PgEmergencyStore(sql);
+    const id = crypto.randomUUID();
+    const at = Date.now();
+    await store.open({ id, patientId: "p-pos", bypass: false, status: "alerted", priority: "high", createdAt: at, node: "n1" },
+      { seq: 1, type: "call_received", actor: "patient:p-pos", payload: {}, at });
+    const { fence } = (await store.claim(id, "proc-a", "n1"))!;
+    const stored = async () => (await sql<{ state: Buffer; positions: Buffer | null }[]>`select state, positions from emergency_snapshots where emergency_id = ${id}`)[0];
+
+    expect(await store.saveSnapshots([{ id, fence, seq: 1, state: Buffer.from("s-1") }])).toEqual([]);
+    expect(await store.saveSnapshots([{ id, fence, seq: 1, positions: Buffer.from("p-1") }])).toEqual([]);
+    expect((await stored()).positions?.toString()).toBe("p-1");
+    expect((await store.claim(id, "proc-a", "n1"))).toMatchObject({ snapshot: Buffer.from("s-1"), positions: Buffer.from("p-1") });
+    const fence2 = fence + 1;
+
+    // a critical change commits a newer snapshot: it clears them, and a positions row encoded before it does not land
+    await store.commit(id, fence2, [{ seq: 2, type: "responder_assigned", actor: "x", payload: {}, at }], { seq: 2, state: Buffer.from("s-2") }, "dispatched");
+    expect(await stored()).toMatchObject({ state: Buffer.from("s-2"), positions: null });
+    await store.saveSnapshots([{ id, fence: fence2, seq: 1, positions: Buffer.from("p-stale") }]);
+    expect((await stored()).positions).toBeNull();
+    await store.saveSnapshots([{ id, fence: fence2, seq: 2, positions: Buffer.from("p-2") }]);
+    expect((await stored()).positions?.toString()).toBe("p-2");
+    // a whole snapshot carries its own positions (none here): the older row goes
+    await store.saveSnapshots([{ id, fence: fence2, seq: 2, state: Buffer.from("s-2b") }]);
+    expect(await stored()).toMatchObject({ state: Buffer.from("s-2b"), positions: null });
+    await sql.end({ timeout: 1 });
+  });
 });
 
 describe("embedded PostgreSQL", () => {
@@ -266,7 +299,7 @@ describe("embedded PostgreSQL", () => {
     const db1 = await openDatabase(options, c1.log);
     const firstMs = Math.round(performance.now() - t);
     expect(db1.embedded).toBe(true);
-    expect(await migrate(db1.sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"] });
+    expect(await migrate(db1.sql, silent)).toEqual({ applied: ALL_MIGRATIONS });
     const [settings] = await db1.sql`select current_setting('statement_timeout') as st, current_setting('application_name') as app, current_user as who, pg_encoding_to_char(encoding) as enc from pg_database where datname = current_database()`;
     expect(settings).toEqual({ st: "4s", app: "haven", who: "haven", enc: "UTF8" });
     await db1.sql`insert into hospitals (id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting) values ('h1', 'Kenyatta', -1.3, 36.8, ${["trauma"]}, 5, 2, true)`;
