@@ -13,6 +13,23 @@ const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structured
 
 const MAX_TYPE_LENGTH = 40;
 
+/**
+ * Message bodies are copied here and decoded from it: the unpacker keeps a DataView on its source,
+ * so a body decoded where it arrived would cost a view (and a new Buffer for the slice) per message.
+ * Decoding is synchronous and the decoded values are copies, so one buffer serves every frame.
+ */
+const SCRATCH_BYTES = 16 * 1024;
+const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+const scratchRange = { start: 0, end: 0 };
+
+function unpackBody(buffer: Buffer, offset: number): unknown {
+  const length = buffer.byteLength - offset;
+  if (length > SCRATCH_BYTES) return unpackr.unpack(buffer.subarray(offset));
+  buffer.copy(scratch, 0, offset);
+  scratchRange.end = length;
+  return unpackr.unpack(scratch, scratchRange);
+}
+
 export interface DecodedFrame {
   kind: "data" | "request";
   /** Present on requests once the header decoded: the id the reply must carry. */
@@ -59,7 +76,7 @@ export function decodeMessageFrame(buffer: Buffer, maxFrameBytes: number): Decod
     }
     if (typeError) throw typeError;
     if (buffer.byteLength > it.offset) {
-      frame.payload = unpackr.unpack(buffer.subarray(it.offset, buffer.byteLength));
+      frame.payload = unpackBody(buffer, it.offset);
     }
   } catch (error) {
     frame.error = error instanceof HavenError ? error : new HavenError("MALFORMED_FRAME", "the frame could not be decoded");

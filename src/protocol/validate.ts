@@ -210,38 +210,53 @@ export function isCleanText(x: string): boolean {
 
 /** What makes `value` not plain data (see `isPlainData`), or undefined when it is. */
 export function plainDataProblem(value: unknown): string | undefined {
-  let nodes = 0;
-  let badText = false;
-  const seen = new Set<object>();
-  const text = (x: string): boolean => (isCleanText(x) ? true : ((badText = true), false));
-  const walk = (x: unknown, depth: number): boolean => {
-    if (++nodes > MAX_NODES || depth > MAX_DEPTH) return false;
-    if (x === null) return true;
-    switch (typeof x) {
-      case "string": return text(x);
-      case "boolean": return true;
-      case "number": return Number.isFinite(x);
-      case "object": {
-        if (seen.has(x)) return false;
-        seen.add(x);
-        if (Array.isArray(x)) {
-          if (Object.getPrototypeOf(x) !== Array.prototype) return false;
-          return x.every((item) => walk(item, depth + 1));
-        }
-        const proto = Object.getPrototypeOf(x);
-        if (proto !== Object.prototype && proto !== null) return false;
-        for (const key of Object.keys(x)) {
-          if (key === "__proto__" || key === "constructor" || key === "prototype") return false;
-          if (!text(key)) return false;
-          if (!walk((x as Record<string, unknown>)[key], depth + 1)) return false;
-        }
-        return Object.getOwnPropertySymbols(x).length === 0;
-      }
-      default: return false;
-    }
-  };
-  if (walk(value, 0)) return undefined;
+  walked = 0;
+  badText = false;
+  sawNull = false;
+  if (walkPlain(value, 0)) return undefined;
   return badText ? "text must be well-formed Unicode without NUL characters" : "the payload must be a plain object";
+}
+
+// The walk runs on every message: it allocates nothing (no closures, key arrays or visited set;
+// a cycle or a blown-up shared structure runs into the depth or node bound instead).
+let walked = 0;
+let badText = false;
+let sawNull = false;
+
+function cleanText(x: string): boolean {
+  if (isCleanText(x)) return true;
+  badText = true;
+  return false;
+}
+
+function walkPlain(x: unknown, depth: number): boolean {
+  if (++walked > MAX_NODES || depth > MAX_DEPTH) return false;
+  if (x === null) {
+    sawNull = true;
+    return true;
+  }
+  switch (typeof x) {
+    case "string": return cleanText(x);
+    case "boolean": return true;
+    case "number": return Number.isFinite(x);
+    case "object": {
+      if (Array.isArray(x)) {
+        if (Object.getPrototypeOf(x) !== Array.prototype) return false;
+        for (let i = 0; i < x.length; i++) if (!walkPlain(x[i], depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(x);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const key in x) {
+        if (!Object.hasOwn(x, key)) continue; // own keys only, as JSON and msgpack make them
+        if (key === "__proto__" || key === "constructor" || key === "prototype") return false;
+        if (!cleanText(key)) return false;
+        if (!walkPlain((x as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return Object.getOwnPropertySymbols(x).length === 0;
+    }
+    default: return false;
+  }
 }
 
 /**
@@ -267,7 +282,7 @@ export function validate<T = Record<string, unknown>>(name: SchemaName, value: u
   }
   const problem = plainDataProblem(value);
   if (problem !== undefined) throw new HavenError("INVALID_PAYLOAD", problem);
-  rejectNulls(value); // plain data: bounded in depth and size, no cycles
+  if (sawNull) rejectNulls(value); // names the field; plain data: bounded in depth and size
   check(compiled[name], value);
   return value as T;
 }
