@@ -7,16 +7,19 @@
  *   node load-tests/micro/message-path.ts
  */
 import { encode } from "@colyseus/schema";
-import { pack } from "msgpackr";
+import { Packr } from "msgpackr";
 import { GCProfiler } from "node:v8";
 import { decodeMessageFrame } from "../../src/protocol/frames.ts";
 import { validate } from "../../src/protocol/validate.ts";
+
+/** As @colyseus/sdk 0.18 packs a message: msgpackr's Packr with its defaults (records). */
+const sdkPackr = new Packr();
 
 function frame(type: string, payload: unknown): Buffer {
   const head: number[] = [13];
   const it = { offset: 1 };
   encode.string(head as never, type, it);
-  return Buffer.concat([Buffer.from(head.slice(0, it.offset)), pack(payload)]);
+  return Buffer.concat([Buffer.from(head.slice(0, it.offset)), sdkPackr.pack(payload)]);
 }
 
 const position = frame("position", { lat: -1.28639, lng: 36.81722, accuracy: 8 });

@@ -9,7 +9,8 @@ import { HavenError } from "./errors.ts";
  * whose failures close the socket instead of answering. Everything about a frame is checked:
  * its size, its header, the message type and the msgpack body, all inside try/catch.
  */
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, structuredClone: false, moreTypes: false, int64AsType: "number" });
+const UNPACK_OPTIONS = { useRecords: false, mapsAsObjects: true, structuredClone: false, moreTypes: false, int64AsType: "number" } as const;
+const unpackr = new Unpackr({ ...UNPACK_OPTIONS });
 
 const MAX_TYPE_LENGTH = 40;
 
@@ -22,9 +23,59 @@ const SCRATCH_BYTES = 16 * 1024;
 const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
 const scratchRange = { start: 0, end: 0 };
 
+/**
+ * The SDK packs every message with msgpackr's records: each body starts with the definition of its
+ * record (fixext1, type "r", id 0x40, the keys as an array) and then the values. Decoding a
+ * definition builds the key list and a reader for it, every message. A definition seen before
+ * (byte for byte) is decoded instead by an unpacker that has it as a shared structure, from the
+ * values on: its reader is built once. Only short definitions of plain field names are kept,
+ * at most `MAX_KNOWN_RECORDS` of them (the first seen); anything else takes the general path.
+ */
+interface KnownRecord { definition: Buffer; unpackr: Unpackr }
+const knownRecords: KnownRecord[] = [];
+const MAX_KNOWN_RECORDS = 64;
+const RECORD_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function recordDefinitionLength(buffer: Buffer, offset: number, end: number): number {
+  // fixext1 (0xd4), extension type 0x72 ("r"), structure id 0x40, a fixarray of fixstr keys
+  if (buffer[offset] !== 0xd4 || buffer[offset + 1] !== 0x72 || buffer[offset + 2] !== 0x40) return 0;
+  const head = buffer[offset + 3];
+  if (head === undefined || (head & 0xf0) !== 0x90) return 0;
+  let at = offset + 4;
+  for (let i = head & 0x0f; i > 0; i--) {
+    if (at >= end || (buffer[at] & 0xe0) !== 0xa0) return 0;
+    at += 1 + (buffer[at] & 0x1f);
+  }
+  return at <= end ? at - offset : 0;
+}
+
+function learnRecord(buffer: Buffer, offset: number, length: number): void {
+  if (knownRecords.length >= MAX_KNOWN_RECORDS) return;
+  const definition = Buffer.from(buffer.subarray(offset, offset + length));
+  const keys: string[] = [];
+  for (let at = 4; at < length; at += 1 + (definition[at] & 0x1f)) {
+    keys.push(definition.toString("latin1", at + 1, at + 1 + (definition[at] & 0x1f)));
+  }
+  if (keys.length === 0 || !keys.every((k) => RECORD_KEY.test(k)) || new Set(keys).size !== keys.length) return;
+  knownRecords.push({ definition, unpackr: new Unpackr({ ...UNPACK_OPTIONS, structures: [keys] }) });
+}
+
 function unpackBody(buffer: Buffer, offset: number): unknown {
-  const length = buffer.byteLength - offset;
+  const end = buffer.byteLength;
+  const length = end - offset;
   if (length > SCRATCH_BYTES) return unpackr.unpack(buffer.subarray(offset));
+  const defined = recordDefinitionLength(buffer, offset, end);
+  if (defined > 0) {
+    for (const known of knownRecords) {
+      if (known.definition.length === defined && buffer.compare(known.definition, 0, defined, offset, offset + defined) === 0) {
+        scratch[0] = 0x40; // a reference to the shared structure, then the values
+        buffer.copy(scratch, 1, offset + defined);
+        scratchRange.end = length - defined + 1;
+        return known.unpackr.unpack(scratch, scratchRange);
+      }
+    }
+    learnRecord(buffer, offset, defined);
+  }
   buffer.copy(scratch, 0, offset);
   scratchRange.end = length;
   return unpackr.unpack(scratch, scratchRange);
