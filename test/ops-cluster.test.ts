@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OPS, REDIS_URL, account, holderOf, join, login, onDuty, sleep, startCluster, waitFor, type Account, type Cluster, type Haven } from "./harness.ts";
 
-/** The operations desk on a three-node cluster (Redis db 12 of its own). */
+/**
+ * The operations desk on a three-node cluster, on Redis database 11 of its own (test/cluster.test.ts
+ * uses 9, test/deploy.test.ts 12, test/request-limits.test.ts 13; each empties its database first).
+ */
 let c: Cluster;
 let ops: Account;
 beforeAll(async () => {
-  c = await startCluster(3, { HAVEN_OPS_REFRESH_MS: "200" }, { url: REDIS_URL, db: 12 });
+  c = await startCluster(3, { HAVEN_OPS_REFRESH_MS: "200" }, { url: REDIS_URL, db: 11 });
   ops = await login(c.nodes[0], OPS.email, OPS.password);
 }, 60_000);
 afterAll(async () => { await c?.stop(); });
