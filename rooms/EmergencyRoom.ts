@@ -10,7 +10,7 @@ import { isClosed, type ResponderStep } from "../src/domain/status.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { HeldChanges } from "./patches.ts";
 import type { Party } from "./schema/common.ts";
-import type { EmergencyState } from "./schema/EmergencyState.ts";
+import { CHAT_VIEW, MEDICAL_VIEW, type EmergencyState } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import type { Transactions } from "./transactions.ts";
 import { actor, requireOpen, type EmergencyChanges } from "./emergency/changes.ts";
@@ -248,8 +248,8 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       // one view for every entitled party: their patches are encoded once, not once per party
       if (!this.medicalView) {
         this.medicalView = new StateView();
-        this.medicalView.add(this.state.medical);
-        this.medicalView.add(this.state.chat);
+        this.medicalView.add(this.state.medical, MEDICAL_VIEW);
+        this.medicalView.add(this.state.chat, CHAT_VIEW);
       }
       client.view = this.medicalView;
       this.record.auditDisclosure(client.auth);
@@ -257,7 +257,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       // the patient: the chat, not the medical record
       if (!this.chatView) {
         this.chatView = new StateView();
-        this.chatView.add(this.state.chat);
+        this.chatView.add(this.state.chat, CHAT_VIEW);
       }
       client.view = this.chatView;
     }
@@ -456,6 +456,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   statusFor(p: Principal): CallResult<{ emergency: unknown }> {
     if (!isEntitled(this.state, p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
     const json = this.state.toJSON() as Record<string, unknown>;
+    delete json.chat; // the chat is for its parties' sockets only (docs/protocol.md §12)
     if (!isMedicallyEntitled(this.state, p)) delete json.medical;
     else this.record.auditDisclosure(p);
     return { ok: true, emergency: json };

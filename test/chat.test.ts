@@ -90,6 +90,9 @@ describe("chat in an emergency", () => {
       ["first_aider", "Arriving in 5 minutes"],
     ]);
     expect(s.pRoom.state.chat.messages[1].name).toBe(s.pRoom.state.hospital.name);
+    // the patient's view holds the chat, not the medical record
+    expect(s.pRoom.state.medical).toBeUndefined();
+    expect(s.faRoom.state.medical.assessed).toBe(true);
     await until(() => boardGot.length === 3, 3000, "the wallboard's three messages");
 
     // a resend with the same clientId is kept once

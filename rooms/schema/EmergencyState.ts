@@ -135,6 +135,17 @@ export const ChatMessage = schema({
 }, "ChatMessage");
 export type ChatMessage = SchemaType<typeof ChatMessage>;
 
+/**
+ * The view tag of the chat: a client's StateView holds it with this tag (the patient's view holds
+ * only the chat; the medical view of responders and hospital staff holds both).
+ */
+export const CHAT_VIEW = 2;
+/**
+ * The view tag of the medical record: only the medical view holds it. A tag of its own (not the
+ * default) keeps it out of a view that holds only the chat.
+ */
+export const MEDICAL_VIEW = 1;
+
 /** The emergency's chat, as far as the live state keeps it. */
 export const Chat = schema({
   /** The newest messages, oldest first (HAVEN_CHAT_KEEP). */
@@ -165,8 +176,8 @@ export const EmergencyState = schema({
   times: Times,
   dispatch: Dispatch,
   timeline: t.array(TimelineEvent),
-  medical: t.ref(Medical).view(),
+  medical: t.ref(Medical).view(MEDICAL_VIEW),
   /** The chat (its newest messages). Tagged `.view()`: only the chat's parties receive it. */
-  chat: t.ref(Chat).view(),
+  chat: t.ref(Chat).view(CHAT_VIEW),
 }, "EmergencyState");
 export type EmergencyState = SchemaType<typeof EmergencyState>;
