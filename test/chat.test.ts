@@ -137,6 +137,27 @@ describe("chat in an emergency", () => {
     expect([...s.pRoom.state.chat.messages].map((m: any) => m.text)).toEqual(["update 3", "update 4", "update 5", "update 6"]);
   });
 
+  it("once operations sends the patient to another hospital, the first one gets no more of the chat and the new one does", async () => {
+    const desk = await join(h, ops.token, "ops");
+    const next = hospitalId === "mama-lucy" ? "mp-shah" : "mama-lucy";
+    const nextAdmin = await account(h, "hospital_admin", { hospitalId: next, by: ops });
+    const nextBoard = await join(h, nextAdmin.token, `hospital-${next}`);
+    const nextGot = collect(nextBoard);
+    expect(await desk.request("reassign_hospital", { emergencyId: s.id, hospitalId: next, reason: "closer theatre free" })).toMatchObject({ ok: true, hospitalId: next });
+    await waitFor(nextBoard, (st) => st.incoming.has(s.id), 3000, "the new hospital's card");
+    await waitFor(board, (st) => !st.incoming.has(s.id), 3000, "the card gone from the first wallboard");
+    const before = boardGot.length;
+    await s.pRoom.request("chat", { text: "We are being sent elsewhere?" });
+    await until(() => nextGot.length === 1, 3000, "the new wallboard's chat message");
+    expect(nextGot[0]).toMatchObject({ emergencyId: s.id, text: "We are being sent elsewhere?" });
+    await sleep(300);
+    expect(boardGot.length).toBe(before);
+    expect((await rejection(board.request("chat", { emergencyId: s.id, text: "still here" }))).code).toBe("EMERGENCY_NOT_FOUND");
+    await desk.leave();
+    nextBoard.reconnection.enabled = false;
+    await nextBoard.leave();
+  });
+
   it("is kept in the timeline with its text sealed, and comes back after a restart", async () => {
     await s.pRoom.request("chat", { text: "Bleeding has slowed" });
     await waitFor(s.pRoom, (st) => st.chat.messages.at(-1)?.text === "Bleeding has slowed", 3000, "the last message");
@@ -146,7 +167,7 @@ describe("chat in an emergency", () => {
     const sql = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
       const rows = await sql<{ seq: number; actor: string; payload: any }[]>`select seq, actor, payload from emergency_events where emergency_id = ${s.id} and type = 'chat' order by seq`;
-      expect(rows.length).toBe(10);
+      expect(rows.length).toBe(11); // every message answered ok above
       expect(rows.map((r) => r.seq)).toContain(live[0].seq);
       for (const r of rows) {
         const payload = typeof r.payload === "string" ? JSON.parse(r.payload) : r.payload;
