@@ -81,6 +81,37 @@ function unpackBody(buffer: Buffer, offset: number): unknown {
   return unpackr.unpack(scratch, scratchRange);
 }
 
+/**
+ * Message types seen, so that a frame's type is matched against them rather than decoded into a
+ * new string every message: at most `MAX_KNOWN_TYPES` (the first seen) short plain names, found
+ * by their length and bytes.
+ */
+const knownTypes: { bytes: Buffer; name: string }[] = [];
+const MAX_KNOWN_TYPES = 128;
+const TYPE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,30}$/;
+
+function knownType(buffer: Buffer, it: Iterator): string | undefined {
+  const head = buffer[it.offset];
+  if ((head & 0xe0) !== 0xa0) return undefined; // not a fixstr
+  const start = it.offset + 1;
+  const end = start + (head & 0x1f);
+  if (end > buffer.byteLength) return undefined;
+  for (const known of knownTypes) {
+    if (known.bytes.length === end - start && buffer.compare(known.bytes, 0, known.bytes.length, start, end) === 0) {
+      it.offset = end;
+      return known.name;
+    }
+  }
+  return undefined;
+}
+
+function learnType(name: string): string {
+  if (typeof name === "string" && knownTypes.length < MAX_KNOWN_TYPES && TYPE_NAME.test(name)) {
+    knownTypes.push({ bytes: Buffer.from(name, "latin1"), name });
+  }
+  return name;
+}
+
 export interface DecodedFrame {
   kind: "data" | "request";
   /** Present on requests once the header decoded: the id the reply must carry. */
@@ -115,7 +146,7 @@ export function decodeMessageFrame(buffer: Buffer, maxFrameBytes: number): Decod
     if (it.offset >= buffer.byteLength || !decode.stringCheck(buffer, it)) {
       typeError = new HavenError("UNKNOWN_MESSAGE", "the message type must be a name");
     } else {
-      const type = decode.string(buffer, it);
+      const type = knownType(buffer, it) ?? learnType(decode.string(buffer, it));
       if (typeof type !== "string" || type.length === 0 || type.length > MAX_TYPE_LENGTH || it.offset > buffer.byteLength) {
         typeError = new HavenError("MALFORMED_FRAME", "the message type is not valid");
       } else {

@@ -45,6 +45,17 @@ describe("message frames", () => {
     }), { numRuns: 500 });
   });
 
+  it("name the type the same the first time and every time after, whatever its letters", () => {
+    for (let round = 0; round < 3; round++) {
+      for (const type of ["position", "positioN", "status", "pösition", "a", "x".repeat(31), "e_2"]) {
+        expect(decodeMessageFrame(frame(type, { a: 1 }), 16_384)).toMatchObject({ type, payload: { a: 1 } });
+      }
+    }
+    // a type cut short is never taken for the known type it starts like
+    const cut = frame("position", {}).subarray(0, 6);
+    expect(decodeMessageFrame(cut, 16_384).type).not.toBe("position");
+  });
+
   it("refuse a body cut short or with bytes left over, known definition or not", () => {
     const good = frame("position", { lat: 1.5, lng: 2.5 });
     decodeMessageFrame(good, 16_384); // its definition is known from here on
