@@ -257,8 +257,8 @@ export class ReceivingHospital {
     const h = state.hospital;
     if (h.status === "none") return;
     const eta = this.d.eta;
-    const target: LatLng = { lat: h.lat, lng: h.lng };
-    const crew = [...state.ambulance.values()][0];
+    const target: LatLng = h; // the link carries the hospital's lat and lng
+    const crew = state.ambulance.values().next().value;
     let seconds: number;
     if (state.status === "transporting" || state.status === "at_hospital") {
       seconds = state.status === "at_hospital" ? 0 : eta.etaSeconds(crew ?? state.patient, target);

@@ -1,6 +1,7 @@
 import { LocalPresence, matchMaker, type Presence, type ServerOptions } from "@colyseus/core";
 import { RedisPresence } from "@colyseus/redis-presence";
 import { RedisDriver } from "@colyseus/redis-driver";
+import { IndexedLocalDriver } from "./local-driver.ts";
 import type { Redis } from "ioredis";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
@@ -79,7 +80,7 @@ function singleNode(): ClusterMode {
   return {
     clustered: false,
     presence: new LocalPresence(),
-    serverOptions: () => ({}),
+    serverOptions: () => ({ driver: new IndexedLocalDriver() }),
     async join(processId) {
       const membership = new LocalMembership(processId);
       await membership.start();
