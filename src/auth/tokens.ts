@@ -33,6 +33,9 @@ type PublicKey = Awaited<ReturnType<typeof v4.GetPublicKey>>;
 
 const AUDIENCE = "haven";
 const CLOCK_TOLERANCE_SECONDS = 5;
+/** How many verified tokens are remembered, and for how long at most. */
+const VERIFIED_CACHE_SIZE = 20_000;
+const VERIFIED_CACHE_MS = 60_000;
 
 /**
  * PASETO v4.public (Ed25519) access tokens. The implicit assertion binds every token to this
@@ -81,11 +84,29 @@ export class TokenService {
     return { token, expiresAt: Date.now() + ttl * 1000, jti };
   }
 
+  /**
+   * Tokens verified lately, until they expire and for a minute at most: a join presents the same
+   * token to matchmaking, to the socket upgrade and to the room, and a signature check costs far
+   * more than a map lookup. Bounded: the oldest entry goes when it is full.
+   */
+  private readonly verified = new Map<string, { principal: Readonly<Principal>; until: number }>();
+
   /** Verifies signature, audience, issuer, expiry and age; throws TOKEN_INVALID or TOKEN_EXPIRED. */
   async verify(token: unknown): Promise<Principal> {
     if (typeof token !== "string" || token.length === 0 || token.length > 2048) {
       throw new HavenError("UNAUTHENTICATED", "a bearer token is required");
     }
+    const now = Date.now();
+    const known = this.verified.get(token);
+    if (known && now < known.until) return { ...known.principal };
+    if (known) this.verified.delete(token);
+    const { principal, expiresAt } = await this.verifySignature(token);
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { principal: Object.freeze({ ...principal }), until: Math.min(expiresAt, now + VERIFIED_CACHE_MS) });
+    return principal;
+  }
+
+  private async verifySignature(token: string): Promise<{ principal: Principal; expiresAt: number }> {
     let claims: Record<string, unknown>;
     try {
       ({ claims } = await v4.Verify(this.publicKey, token, {
@@ -107,6 +128,9 @@ export class TokenService {
       throw new HavenError("TOKEN_INVALID", "the token is not valid");
     }
     const principal: Principal = { sub: claims.sub, role, jti: claims.jti };
+    // good until the earlier of its expiry and its maximum age (as Verify checks them)
+    const expiresAt = Math.min(Date.parse(String(claims.exp)), Date.parse(String(claims.iat)) + this.accessTtlSeconds * 1000);
+    if (!Number.isFinite(expiresAt)) throw new HavenError("TOKEN_INVALID", "the token is not valid");
     if (typeof claims.hid === "string") principal.hospitalId = claims.hid;
     if (claims.bypass === true) principal.bypass = true;
     if (typeof claims.eid === "string") {
@@ -114,6 +138,6 @@ export class TokenService {
       if (principal.bypass !== true || role !== "patient") throw new HavenError("TOKEN_INVALID", "the token is not valid");
       principal.emergencyId = claims.eid;
     }
-    return principal;
+    return { principal, expiresAt };
   }
 }
