@@ -14,4 +14,6 @@ function App() {
   return html`<header class="top"><h1>Operations desk</h1><span class="spacer"></span><button onClick=${signOut}>Sign out</button></header>`;
 }
 
-render(html`<${App} />`, document.getElementById("app"));
+const mount = document.getElementById("app");
+mount.textContent = ""; // the "Loading…" placeholder
+render(html`<${App} />`, mount);

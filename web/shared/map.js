@@ -53,9 +53,10 @@ export function LiveMap({ points, height = 220 }) {
     const patient = valid.find((p) => p.kind === "patient");
     const hospital = valid.find((p) => p.kind === "hospital");
     if (patient && hospital) L.polyline([[patient.lat, patient.lng], [hospital.lat, hospital.lng]], { color: "#555", weight: 2, dashArray: "6 6" }).addTo(layer.current);
-    // fit once per set of parties, not on every move (the wall should not keep jumping)
+    // fit when a party joins or leaves the map, or moves out of view, not on every move (the wall should not keep jumping)
     const key = valid.map((p) => p.kind).join(",");
-    if (valid.length > 0 && key !== fitted.current) {
+    const outside = valid.some((p) => !m.getBounds().contains([p.lat, p.lng]));
+    if (valid.length > 0 && (key !== fitted.current || outside)) {
       fitted.current = key;
       m.fitBounds(L.latLngBounds(valid.map((p) => [p.lat, p.lng])).pad(0.25), { maxZoom: 16 });
     }
