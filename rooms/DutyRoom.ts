@@ -6,7 +6,8 @@ import { services } from "../src/services.ts";
 import { dutyRoomId, type ResponderKind } from "../src/domain/duty.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { DutyState, Offer } from "./schema/DutyState.ts";
-import type { CallResult } from "../src/protocol/results.ts";
+import { fail, type CallResult } from "../src/protocol/results.ts";
+import { inRegion, type NoticeRegion, type UnitSummary } from "../src/domain/ops.ts";
 
 export interface DutyCreateOptions {
   responderId: string;
@@ -19,6 +20,12 @@ const quietly = (p: Promise<unknown>) => void p.catch(() => undefined);
 
 /** Past offers a duty room remembers, to answer retries. */
 const PAST_OFFERS = 64;
+
+/** The duty rooms this process holds (what it reports to the operations desk, where it delivers notices). */
+const LOCAL = new Set<DutyRoom>();
+export function localDutyRooms(): Iterable<DutyRoom> {
+  return LOCAL;
+}
 
 /**
  * The persistent socket of one on-duty first-aider or ambulance crew: it reports the responder's
@@ -50,6 +57,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
     // back on duty after a restart while still assigned to an emergency that came back
     state.assignedTo = await services().duty.assignmentOf(options.responderId).catch(() => undefined) ?? "";
     this.setState(state);
+    LOCAL.add(this);
   }
 
   /** Fires for every socket join: only the responder this room belongs to may join it. */
@@ -87,6 +95,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
   }
 
   onDispose(): void {
+    LOCAL.delete(this);
     if (!this.holdsRoomId) return; // a duplicate that lost the claim: the live room keeps the index entry
     quietly(services().duty.remove(this.responderId));
     this.releaseId();
@@ -180,6 +189,40 @@ export class DutyRoom extends HavenRoom<DutyState> {
       this.broadcast("offer_withdrawn", { offerId, reason });
     }
     return { ok: true };
+  }
+
+  /**
+   * Ops room → here: operations assigns this responder to `emergencyId` by hand. The emergency
+   * takes them on as a party (withdrawing its open offers of this role); then, as after an accept,
+   * the responder is assigned here and their other offers are declined.
+   */
+  async opsAssign(emergencyId: string, by: Principal, key: string | null): Promise<CallResult<{ emergencyId: string }>> {
+    if (this.state.assignedTo && this.state.assignedTo !== emergencyId) return fail("ALREADY_ASSIGNED", `the responder is assigned to ${this.state.assignedTo}`);
+    const s = this.state;
+    let result: CallResult<{ emergencyId: string }>;
+    try {
+      result = await matchMaker.remoteRoomCall(emergencyId, "opsAssignResponder", [by, this.kind, { id: this.responderId, name: this.name, lat: s.lat, lng: s.lng, updatedAt: s.updatedAt }, key]) as CallResult<{ emergencyId: string }>;
+    } catch {
+      return fail("UNAVAILABLE", "the emergency could not be reached; retry");
+    }
+    if (!result.ok) return result;
+    this.state.assignedTo = emergencyId;
+    for (const other of [...this.state.offers.keys()]) void this.decline(other, "assigned_elsewhere").catch(() => {});
+    return { ok: true, emergencyId };
+  }
+
+  /** What the operations desk's unit board shows of this responder. */
+  unitSummary(): UnitSummary {
+    const s = this.state;
+    return {
+      id: this.responderId, kind: this.kind, name: this.name, available: s.available, online: this.clients.length > 0,
+      offers: s.offers.size, assignedTo: s.assignedTo, lat: s.lat, lng: s.lng, updatedAt: s.updatedAt,
+    };
+  }
+
+  /** A desk notice: the responder gets it when they are in its region. */
+  opsNotice(notice: { region: NoticeRegion | null }): void {
+    if (this.state.updatedAt > 0 ? inRegion(notice.region ?? undefined, this.state) : notice.region === null) this.broadcast("notice", notice);
   }
 
   /** Emergency room → here: the emergency this responder served is over. */

@@ -22,6 +22,9 @@ import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergen
 import type { Timeline } from "./emergency/timeline.ts";
 import type { VitalsMessage, VitalsStream } from "./emergency/vitals.ts";
 import { reactToDivert, receiveVitals, type ReactionParts } from "./emergency/reactions.ts";
+import { emergencySummary, noticeReaches } from "./emergency/ops-view.ts";
+import type { EmergencySummary } from "../src/domain/ops.ts";
+import type { OpsNotice } from "./ops/actions.ts";
 
 /** A room is created from its emergency's record in Postgres, never from what a caller passes. */
 export interface EmergencyCreateOptions {
@@ -394,6 +397,29 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
 
   hospitalHandover(hospitalId: string, staff: Principal, notes: string | undefined, key?: string): Promise<CallResult<{ status: string }>> {
     return guard(() => this.tx.run(staff.sub, key, () => this.changes.handover(hospitalId, staff, notes)));
+  }
+
+  /** Ops room → here: send the patient to this hospital (emergency/hospital-link.ts `reassign`). */
+  opsReassignHospital(by: Principal, hospitalId: string, key?: string | null): Promise<CallResult<{ hospitalId: string; hospitalStatus: string }>> {
+    return guard(() => this.tx.run(by.sub, key, () => {
+      requireOpen(this.state.status);
+      return this.hospital.reassign(hospitalId, actor(by));
+    }));
+  }
+
+  /** A responder's duty room → here: operations assigned this responder by hand (emergency/dispatch.ts `assignByHand`). */
+  opsAssignResponder(by: Principal, kind: "first_aider" | "ambulance_crew", responder: { id: string; name: string; lat: number; lng: number; updatedAt: number }, key?: string | null): Promise<CallResult<{ emergencyId: string }>> {
+    return guard(() => this.tx.run(by.sub, key, () => this.dispatch.assignByHand(kind, responder, actor(by))));
+  }
+
+  /** What the operations desk shows of this emergency (emergency/ops-view.ts). */
+  opsSummary(): EmergencySummary {
+    return emergencySummary(this.state);
+  }
+
+  /** A desk notice: every connected party gets it if the emergency is in its region. */
+  opsNotice(notice: OpsNotice): void {
+    if (this.isOpen() && noticeReaches(this.state, notice.region)) this.broadcast("notice", notice);
   }
 
   /** A snapshot for `GET /api/emergency/{id}/status`, filtered to what the caller may see. */

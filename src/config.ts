@@ -200,6 +200,26 @@ export interface Config {
     thresholds: VitalThresholds;
   };
 
+  /** The operations desk (the `ops` room): how often it refreshes, and when a wait is highlighted. */
+  ops: {
+    /** The ops room (and each node's report to it) refreshes this often. */
+    refreshMs: number;
+    /** An emergency nobody accepted yet is highlighted this long after the alert. */
+    acceptWaitMs: number;
+    /** A notified hospital that has not acknowledged is highlighted this long after it was notified. */
+    ackWaitMs: number;
+  };
+
+  /** Chat inside an emergency between its parties and the receiving hospital. */
+  chat: {
+    /** Longest chat message, in characters. */
+    maxChars: number;
+    /** Chat messages one sender may send in an emergency per minute. */
+    perSenderPerMinute: number;
+    /** Newest chat messages kept in the room's live state (all are kept in the timeline). */
+    keep: number;
+  };
+
   eta: { speedKmh: number };
   urbanAreasFile: string;
   /** A reconnecting party keeps its seat this long after its socket drops. */
@@ -400,6 +420,16 @@ export function loadConfig(env: Env = process.env): Config {
         temperature: { low: num(env, "HAVEN_VITALS_TEMP_LOW", 35, 25, 45), high: num(env, "HAVEN_VITALS_TEMP_HIGH", 39.5, 25, 45) },
         respiratoryRate: { low: num(env, "HAVEN_VITALS_RR_LOW", 8, 0, 80), high: num(env, "HAVEN_VITALS_RR_HIGH", 30, 0, 80) },
       },
+    },
+    ops: {
+      refreshMs: int(env, "HAVEN_OPS_REFRESH_MS", 1000, 200, 60_000),
+      acceptWaitMs: int(env, "HAVEN_OPS_ACCEPT_WAIT_MS", 60_000, 100, 86_400_000),
+      ackWaitMs: int(env, "HAVEN_OPS_ACK_WAIT_MS", 60_000, 100, 86_400_000),
+    },
+    chat: {
+      maxChars: int(env, "HAVEN_CHAT_MAX_CHARS", 500, 1, 2000),
+      perSenderPerMinute: int(env, "HAVEN_CHAT_PER_MINUTE", 20, 1, 600),
+      keep: int(env, "HAVEN_CHAT_KEEP", 50, 1, 500),
     },
     eta: { speedKmh: num(env, "HAVEN_ETA_SPEED_KMH", 40, 1, 300) },
     urbanAreasFile: str(env, "HAVEN_URBAN_AREAS_FILE", new URL("../data/urban-areas.json", import.meta.url).pathname)!,

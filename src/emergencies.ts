@@ -9,6 +9,7 @@ import type { Membership } from "./cluster/membership.ts";
 import { ensureRoom, type RoomListing } from "./cluster/rooms.ts";
 import type { EmergencyMedical } from "./medical/emergency.ts";
 import { PART } from "./medical/emergency.ts";
+import type { EmergencySummary, NoticeRegion } from "./domain/ops.ts";
 
 /** What the registry and the node need of an emergency's room actor held here. */
 export interface EmergencyActor extends Snapshottable {
@@ -20,6 +21,10 @@ export interface EmergencyActor extends Snapshottable {
   resyncHospital(hospitalId: string): void;
   /** `hospitalId` went on divert: re-match if it was receiving this patient. */
   hospitalDiverted(hospitalId: string): Promise<void>;
+  /** What the operations desk shows of it (nothing medical). */
+  opsSummary(): EmergencySummary;
+  /** A notice from the operations desk: its connected parties get it if it is in the notice's region. */
+  opsNotice(notice: { id: string; text: string; at: number; region: NoticeRegion | null }): void;
 }
 
 export interface AlertInput {

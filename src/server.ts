@@ -29,7 +29,9 @@ import { buildApi } from "./http/api.ts";
 import { RequestLimits } from "./limits/requests.ts";
 import { selectTransport } from "./transport.ts";
 import { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
-import { DutyRoom } from "../rooms/DutyRoom.ts";
+import { DutyRoom, localDutyRooms } from "../rooms/DutyRoom.ts";
+import { OpsRoom } from "../rooms/OpsRoom.ts";
+import { OpsReporter } from "./cluster/ops-reports.ts";
 import { HospitalRoom } from "../rooms/HospitalRoom.ts";
 
 export interface RunningHaven {
@@ -46,7 +48,7 @@ async function ensureWallboards(s: Services): Promise<void> {
   }
 }
 
-/** Applies what other nodes announce: capacity, diverts and approvals (one directory everywhere), reopened wallboards. */
+/** Applies what other nodes announce: capacity, diverts and approvals (one directory everywhere), reopened wallboards, the desk's notices. */
 async function applyClusterNotices(s: Services): Promise<void> {
   await s.bus.subscribe(async (e) => {
     if (e.type === "wallboard_opened") {
@@ -57,6 +59,10 @@ async function applyClusterNotices(s: Services): Promise<void> {
       // every node matches around it, and the emergencies bound there on this node re-match at once
       s.hospitals.setDivert(e.hospitalId, e.divert ?? undefined);
       if (e.divert) for (const room of s.emergencies.liveRooms()) void room.hospitalDiverted(e.hospitalId);
+    } else if (e.type === "ops_notice") {
+      // the desk's notice reaches the connected parties of this node's emergencies and duty rooms in its region
+      for (const room of s.emergencies.liveRooms()) room.opsNotice(e.notice);
+      for (const room of localDutyRooms()) room.opsNotice(e.notice);
     } else if (e.type === "hospital_approved" && !s.hospitals.get(e.hospitalId)) {
       const record = (await s.hospitalStore.approved()).find((h) => h.id === e.hospitalId);
       if (record) s.hospitals.add(record as never);
@@ -182,16 +188,25 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   server.define("emergency", EmergencyRoom);
   server.define("duty", DutyRoom);
   server.define("hospital", HospitalRoom);
+  server.define("ops", OpsRoom);
   const flusher = new SnapshotFlusher(s.emergencies, emergencyStore, log);
   const failover = new Failover({
     membership, emergencies: s.emergencies, duty, ensureWallboards: () => ensureWallboards(s), log,
     checkIntervalMs: cluster?.checkIntervalMs ?? 1000, sweepIntervalMs: cluster?.sweepIntervalMs ?? 10_000,
   });
+  const opsReporter = new OpsReporter(mode.presence, {
+    processId: membership.processId, nodeName: config.nodeName,
+    emergencies: () => s.emergencies.liveRooms().filter((r) => r.isOpen()).map((r) => r.opsSummary()),
+    units: () => [...localDutyRooms()].map((r) => r.unitSummary()),
+    rooms: () => ({ rooms: matchMaker.stats.local.roomCount, clients: matchMaker.stats.local.ccu }),
+  });
   const workers = new Workers(log)
     .add({ name: "failover", start: () => failover.start(), stop: () => failover.stop() })
     .add({ name: "snapshot flusher", start: () => flusher.start(), stop: () => flusher.stop() })
     // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
-    .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log));
+    .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log))
+    // what this node holds, for the operations desk (written only while an ops room is open)
+    .add(every("ops report", config.ops.refreshMs, () => opsReporter.tick(), log));
   mode.listen({
     reassertAssignments: () => { for (const room of s.emergencies.liveRooms()) room.reassertAssignments(); },
     relinquish: (roomId) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish(),

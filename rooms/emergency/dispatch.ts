@@ -6,6 +6,7 @@ import { isUrban, type Circle, type LatLng } from "../../src/domain/geo.ts";
 import { isClosed, statusAfterAssignment } from "../../src/domain/status.ts";
 import { Party } from "../schema/common.ts";
 import { fail, type CallResult } from "../../src/protocol/results.ts";
+import { HavenError } from "../../src/protocol/errors.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
 
 const KINDS = ["first_aider", "ambulance_crew"] as const;
@@ -178,7 +179,7 @@ export class Dispatch {
 
   /** A responder accepted an offer (inside a critical change). First accept wins. */
   accept(offerId: string, userId: string, name: string): CallResult<{ emergencyId: string }> {
-    const { ctx, config, duty } = this.d;
+    const { ctx, config } = this.d;
     const state = ctx.state;
     if (isClosed(state.status)) return fail("EMERGENCY_CLOSED", "the emergency is over");
     const kind = this.offerKinds.get(offerId);
@@ -191,22 +192,41 @@ export class Dispatch {
     this.forget(offerId);
     this.withdraw(won.withdraw, "assigned_elsewhere");
     this.retryTimers[kind]?.clear();
+    this.assign(kind, { id: userId, name, lat: live.lat, lng: live.lng, updatedAt: live.expiresAt - config.offerTimeoutMs }, "");
+    return { ok: true, emergencyId: ctx.roomId };
+  }
 
-    ctx.effect(() => void duty.assign(userId, ctx.roomId).catch(() => undefined));
+  /**
+   * Operations assigns an on-duty responder by hand (inside a critical change): dispatch of that
+   * role stops (every open offer of it is withdrawn, one to this responder too), and the responder
+   * joins the emergency's parties as if they had accepted.
+   */
+  assignByHand(kind: ResponderKind, responder: { id: string; name: string; lat: number; lng: number; updatedAt: number }, actor: string): { emergencyId: string } {
+    const { ctx } = this.d;
+    if (isClosed(ctx.state.status)) throw new HavenError("EMERGENCY_CLOSED", `the emergency is ${ctx.state.status}`);
+    if (this.partiesOf(kind).has(responder.id)) throw new HavenError("ALREADY_ASSIGNED", "this responder is assigned to this emergency already");
+    const policy = this.policies![kind];
+    this.withdraw(policy.stop(), "assigned_elsewhere");
+    this.retryTimers[kind]?.clear();
+    this.assign(kind, responder, `by ${actor}`);
+    return { emergencyId: ctx.roomId };
+  }
+
+  /** A responder becomes a party of the emergency: the duty index learns it once committed. */
+  private assign(kind: ResponderKind, r: { id: string; name: string; lat: number; lng: number; updatedAt: number }, detail: string): void {
+    const { ctx, duty } = this.d;
+    const state = ctx.state;
+    ctx.effect(() => void duty.assign(r.id, ctx.roomId).catch(() => undefined));
     const party = new Party();
-    Object.assign(party, {
-      id: userId, role: kind, name, lat: live.lat, lng: live.lng,
-      updatedAt: live.expiresAt - config.offerTimeoutMs, online: false,
-    });
-    this.partiesOf(kind).set(userId, party);
+    Object.assign(party, { id: r.id, role: kind, name: r.name, lat: r.lat, lng: r.lng, updatedAt: r.updatedAt, online: false });
+    this.partiesOf(kind).set(r.id, party);
     const now = ctx.clock.now();
     const status = statusAfterAssignment(state.status);
     if (status !== state.status) state.status = status;
     if (state.times.enRouteAt === 0) state.times.enRouteAt = now;
-    ctx.event("responder_assigned", `${kind}:${userId}`, "", now);
+    ctx.event("responder_assigned", `${kind}:${r.id}`, detail, now);
     this.updateView();
     this.d.onAssigned?.(kind);
-    return { ok: true, emergencyId: ctx.roomId };
   }
 
   /** A responder declined an offer: it goes to the next nearest. */

@@ -1,7 +1,7 @@
 import type { Config } from "../../src/config.ts";
 import { isReceivingHospital } from "../../src/domain/entitlement.ts";
 import type { EtaProvider } from "../../src/domain/eta.ts";
-import type { LatLng } from "../../src/domain/geo.ts";
+import { distanceM, type LatLng } from "../../src/domain/geo.ts";
 import { handoverSummary } from "../../src/domain/handover.ts";
 import type { HospitalDirectory, Specialty } from "../../src/domain/hospitals.ts";
 import { hospitalRoomId } from "../../src/domain/identity.ts";
@@ -92,7 +92,43 @@ export class ReceivingHospital {
       return;
     }
     const h = hospitals.get(best.hospitalId)!;
+    this.notify(h, best);
+    ctx.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
+    this.refreshEta();
+    this.sync(true);
+    this.rearm(); // re-alerts until acknowledged, passes over when not in time
+  }
+
+  /**
+   * Operations sends the patient to `hospitalId`, whatever the matcher would choose: the current
+   * receiving hospital (if any) has its card withdrawn and its staff leave, and the chosen one is
+   * pre-notified as a match would (re-alerts, acknowledgement timeout). A repeat changes nothing.
+   */
+  reassign(hospitalId: string, actor: string): { hospitalId: string; hospitalStatus: string } {
+    const { ctx, hospitals } = this.d;
+    const state = ctx.state;
     const link = state.hospital;
+    const h = hospitals.get(hospitalId);
+    if (!h) throw new HavenError("HOSPITAL_NOT_FOUND", "no such hospital");
+    if (link.id === hospitalId && link.status !== "none") return { hospitalId, hospitalStatus: link.status };
+    if (state.status === "at_hospital") throw new HavenError("INVALID_TRANSITION", "the patient is at the hospital already");
+    const previous = link.id;
+    if (previous && link.status !== "none") {
+      this.sync(true, "withdrawn");
+      ctx.effect(() => this.d.dismissStaff(previous));
+    }
+    this.notify(h, { score: 0, distanceScore: 0, capacityScore: 0, specialtyScore: 0, distanceM: Math.round(distanceM(state.patient, h)) });
+    ctx.event("hospital_reassigned", actor, `${previous || "none"} -> ${h.id}`);
+    this.refreshEta();
+    this.sync(true);
+    this.rearm();
+    return { hospitalId, hospitalStatus: link.status };
+  }
+
+  /** Binds the emergency to `h` as its pre-notified receiving hospital, with a fresh readiness checklist. */
+  private notify(h: { id: string; name: string; lat: number; lng: number }, best: { score: number; distanceScore: number; capacityScore: number; specialtyScore: number; distanceM: number }): void {
+    const { ctx } = this.d;
+    const link = ctx.state.hospital;
     const now = ctx.clock.now();
     link.id = h.id; link.name = h.name; link.lat = h.lat; link.lng = h.lng;
     link.status = "notified";
@@ -107,10 +143,6 @@ export class ReceivingHospital {
       item.key = key; item.label = label; item.ready = false; item.updatedAt = now;
       link.readiness.set(key, item);
     }
-    ctx.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
-    this.refreshEta();
-    this.sync(true);
-    this.rearm(); // re-alerts until acknowledged, passes over when not in time
   }
 
   /** The specialties this patient needs, from the assessment. */

@@ -1,5 +1,6 @@
 import type { Presence } from "@colyseus/core";
 import type { Divert } from "../domain/divert.ts";
+import type { NoticeRegion } from "../domain/ops.ts";
 import type { Logger } from "../log.ts";
 
 /** What the nodes of a cluster tell each other (through presence pub/sub; one process hears itself). */
@@ -7,14 +8,15 @@ export type ClusterEvent =
   | { type: "wallboard_opened"; hospitalId: string }
   | { type: "hospital_availability"; hospitalId: string; emergencyBeds: number; icuBeds: number; accepting: boolean }
   | { type: "hospital_approved"; hospitalId: string }
-  | { type: "hospital_divert"; hospitalId: string; divert: Divert | null };
+  | { type: "hospital_divert"; hospitalId: string; divert: Divert | null }
+  | { type: "ops_notice"; notice: { id: string; text: string; at: number; region: NoticeRegion | null } };
 
 const CHANNEL = "haven:cluster";
 
 /**
  * Cluster-wide notices over presence pub/sub: a reopened wallboard (the emergencies bound for it
  * show on it again), a hospital's new capacity or divert and a newly approved hospital (every node matches
- * against the same directory). Redis is Haven's control plane, so what arrives here is trusted
+ * against the same directory), and the operations desk's notices (each node delivers them to its own rooms). Redis is Haven's control plane, so what arrives here is trusted
  * as far as its shape.
  */
 export class ClusterBus {

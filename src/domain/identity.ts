@@ -26,3 +26,6 @@ export function hospitalIdOfRoom(roomId: string): string | undefined {
 export function actsForHospital(role: string): role is "hospital_staff" | "hospital_admin" {
   return role === "hospital_staff" || role === "hospital_admin";
 }
+
+/** The operations desk's room: one per cluster, reopened on a live node when its node dies. */
+export const OPS_ROOM_ID = "ops";

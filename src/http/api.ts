@@ -10,7 +10,7 @@ import { bearer, jsonBody, Router, type HttpRequest, type HttpResponse } from ".
 import type { DutyCreateOptions } from "../../rooms/DutyRoom.ts";
 import { dutyRoomId } from "../domain/duty.ts";
 import type { CallResult } from "../protocol/results.ts";
-import { actsForHospital, hospitalIdOfRoom, hospitalRoomId, isUuid } from "../domain/identity.ts";
+import { actsForHospital, hospitalIdOfRoom, hospitalRoomId, isUuid, OPS_ROOM_ID } from "../domain/identity.ts";
 import { SEAT_SUBJECT } from "../../rooms/HavenRoom.ts";
 import { isLoopback } from "../limits/address.ts";
 import { metricsText } from "./metrics.ts";
@@ -89,13 +89,18 @@ const CLOSED_STATUSES = new Set(["handed_over", "cancelled"]);
 
 
 /**
- * Before a join by id: the room of an active emergency or of an approved hospital's wallboard is
- * (re)opened if no live node holds it, so a client whose node died rejoins by the same id.
+ * Before a join by id: the room of an active emergency, of an approved hospital's wallboard or
+ * the ops room is (re)opened if no live node holds it, so a client whose node died rejoins by the
+ * same id.
  */
 async function ensureJoinable(roomId: string): Promise<void> {
   const s = services();
   const hospitalId = hospitalIdOfRoom(roomId);
-  if (isUuid(roomId)) {
+  if (roomId === OPS_ROOM_ID) {
+    // opened for any caller, so that every role but operations is refused the same way, at its join
+    // (an ops room nobody joins closes by itself)
+    await ensureRoom(s.membership, "ops", roomId, {});
+  } else if (isUuid(roomId)) {
     await s.emergencies.ensure(roomId).catch((error) => {
       if ((error as HavenError).code === "EMERGENCY_NOT_FOUND") throw new HavenError("ROOM_NOT_FOUND", `no room ${roomId}`);
       throw error;

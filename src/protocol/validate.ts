@@ -22,6 +22,11 @@ export const SPECIALTIES = ["trauma", "cardiac", "stroke", "pediatric", "materni
 export const PRIORITIES = ["critical", "high", "medium"] as const;
 export const CANCEL_REASONS = ["false_alarm", "resolved_on_scene", "patient_declined", "transported_otherwise", "duplicate", "other"] as const;
 
+/** Why an operations action was taken: required, recorded in the audit log. */
+const reason = { type: "string", min: 1, max: 200, pattern: /\S/, trim: false } as const;
+/** A chat message's text (its length is bounded again by HAVEN_CHAT_MAX_CHARS). */
+const chatText = { type: "string", min: 1, max: 2000, pattern: /\S/, trim: false } as const;
+
 const position = {
   $$strict: true,
   lat, lng,
@@ -115,6 +120,25 @@ const schemas = {
   },
   handover: { $$strict: true, emergencyId: id, notes: shortText(1000), idempotencyKey },
   divert,
+  hospitalChat: { $$strict: true, emergencyId: id, text: chatText, clientId: idempotencyKey },
+
+  // ---- emergency room: chat
+  chat: { $$strict: true, text: chatText, clientId: idempotencyKey },
+
+  // ---- ops room (every action of the desk carries why it was taken)
+  opsOpen: { $$strict: true, emergencyId: id, reason },
+  opsReassignHospital: { $$strict: true, emergencyId: id, hospitalId: id, reason, idempotencyKey },
+  opsAssignResponder: { $$strict: true, emergencyId: id, responderId: id, reason, idempotencyKey },
+  opsCancel: { $$strict: true, emergencyId: id, cancelReason: { type: "enum", values: CANCEL_REASONS }, reason, idempotencyKey },
+  opsNotice: {
+    $$strict: true,
+    text: { type: "string", min: 1, max: 500, pattern: /\S/, trim: false },
+    reason,
+    region: {
+      type: "object", strict: true, optional: true,
+      props: { lat, lng, radiusM: { type: "number", min: 1, max: 1_000_000 } },
+    },
+  },
 
   // ---- HTTP bodies
   register: {
