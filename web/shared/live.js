@@ -9,9 +9,10 @@ const FINAL = new Set([4000, 4403, 4410]);
 
 /**
  * `onState(plainState)` after every patch; `onStatus({ live, since, ended?, error? })` when the
- * connection changes: `since` is when the shown state was last known to be current.
+ * connection changes: `since` is when the shown state was last known to be current;
+ * `onNotice({ id, text, at, region })` for an operations notice.
  */
-export function liveRoom(roomId, { onState, onStatus, maxDelayMs = 8000 }) {
+export function liveRoom(roomId, { onState, onStatus, onNotice, maxDelayMs = 8000 }) {
   let room;
   let stopped = false;
   let attempt = 0;
@@ -33,6 +34,8 @@ export function liveRoom(roomId, { onState, onStatus, maxDelayMs = 8000 }) {
       room = joined;
       attempt = 0;
       joined.onMessage("error", (e) => console.warn("haven refused a message", e));
+      // an operations notice to the parties of an emergency (docs/protocol.md §11)
+      joined.onMessage("notice", (n) => onNotice?.(n));
       joined.onStateChange((state) => {
         lastGood = Date.now();
         onState(state.toJSON());

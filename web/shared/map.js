@@ -21,7 +21,7 @@ const STYLE = {
 };
 
 /** `points`: [{ kind: patient|first_aider|ambulance|hospital, lat, lng, label? }]. */
-export function LiveMap({ points, height = 220 }) {
+export function LiveMap({ points, height = 220, labels = true }) {
   const el = useRef(null);
   const map = useRef(null);
   const layer = useRef(null);
@@ -47,7 +47,7 @@ export function LiveMap({ points, height = 220 }) {
     for (const p of valid) {
       const s = STYLE[p.kind] ?? STYLE.patient;
       L.circleMarker([p.lat, p.lng], { radius: p.kind === "hospital" ? 9 : 7, color: s.color, fillColor: s.color, fillOpacity: 0.85, weight: 2 })
-        .bindTooltip(p.label ?? s.label, { permanent: true, direction: "right", className: `map-label map-${p.kind}` })
+        .bindTooltip(p.label ?? s.label, { permanent: labels, direction: "right", className: `map-label map-${p.kind}` })
         .addTo(layer.current);
     }
     const patient = valid.find((p) => p.kind === "patient");
@@ -60,7 +60,7 @@ export function LiveMap({ points, height = 220 }) {
       fitted.current = key;
       m.fitBounds(L.latLngBounds(valid.map((p) => [p.lat, p.lng])).pad(0.25), { maxZoom: 16 });
     }
-  }, [points]);
+  }, [points, labels]);
 
   return html`<div class="map" ref=${el} style=${{ height: `${height}px` }} role="img" aria-label="Map of the patient, responders and hospital"></div>`;
 }

@@ -24,7 +24,7 @@ function App() {
 }
 
 /** Keeps one live room per active emergency; returns emergencyId → its plain state. */
-function useEmergencyRooms(ids) {
+function useEmergencyRooms(ids, onNotice) {
   const rooms = useRef(new Map());
   const [states, setStates] = useState({});
   const key = ids.join(",");
@@ -34,6 +34,7 @@ function useEmergencyRooms(ids) {
       rooms.current.set(id, liveRoom(id, {
         onState: (s) => setStates((all) => ({ ...all, [id]: s })),
         onStatus: () => {},
+        onNotice,
       }));
     }
     for (const [id, r] of rooms.current) {
@@ -75,7 +76,8 @@ function Board({ user }) {
     || (PRIORITY_RANK[a.priority] ?? 9) - (PRIORITY_RANK[b.priority] ?? 9)
     || b.notifiedAt - a.notifiedAt), [board]);
   const activeIds = incoming.filter((e) => ACTIVE.has(e.hospitalStatus)).map((e) => e.emergencyId);
-  const details = useEmergencyRooms(activeIds);
+  const [notice, setNotice] = useState(null);
+  const details = useEmergencyRooms(activeIds, setNotice);
   const { eta, now } = useEtaClock(incoming);
   const request = (type, payload) => roomRef.current.request(type, payload);
 
@@ -89,6 +91,7 @@ function Board({ user }) {
       <span class="clock">${hhmmss(now)}</span>
       <button onClick=${signOut} title=${`Signed in as ${user.name}`}>Sign out</button>
     </header>
+    ${notice && html`<p class="ops-notice" role="alert">OPERATIONS NOTICE ${hhmmss(notice.at)}: ${notice.text} <button onClick=${() => setNotice(null)}>Dismiss</button></p>`}
     ${incoming.length === 0
       ? html`<p class="empty">${board ? "No emergencies incoming." : "Connecting to the board…"}</p>`
       : html`<section class="board">${incoming.map((e) => html`<${EmergencyCard} key=${e.emergencyId} entry=${e} eta=${eta[e.emergencyId]} detail=${details[e.emergencyId]} user=${user} hospital=${board} request=${request} />`)}</section>`}
