@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readdirSync } from "node:fs";
+import fc from "fast-check";
 import { startHaven, type Haven } from "./harness.ts";
 import { ensurePagesBuilt } from "./browser.ts";
 
@@ -53,5 +54,13 @@ describe("the pages", () => {
       "/web/wallboard/index.html", "/web/shared/session.js", "/web/vite.config.js", "/wallboard/", "/web//etc/passwd", "/web/assets/..%2f..%2fbuild.js"]) {
       expect(await raw(path), path).toBe(404);
     }
+    // and any path under /web/ that is not one of the built files, whatever its bytes
+    const built = new Set(readdirSync(new URL("../web/dist/assets", import.meta.url)).map((f) => `/web/assets/${f}`));
+    const segment = fc.oneof(fc.constantFrom("..", ".", "", "%2e%2e", "%2f", "assets", "dist", "wallboard", "index.html", "..%5c", "%00"), fc.string({ unit: fc.constantFrom(..."azAZ09.-_~%/\\:".split("")), maxLength: 12 }));
+    await fc.assert(fc.asyncProperty(fc.array(segment, { minLength: 1, maxLength: 5 }), async (segs) => {
+      const path = `/web/${segs.join("/")}`;
+      if (built.has(path) || path === "/web/config") return;
+      expect(await raw(encodeURI(path).replaceAll("%25", "%")), path).toBe(404);
+    }), { numRuns: 200 });
   });
 });
