@@ -21,14 +21,18 @@ import { KENYATTA_AVENUE_TO_KNH, MOI_AVENUE_TO_KNH, PLACES, UPPER_HILL_TO_KENYAT
 
 const BASE = (process.env.HAVEN_URL ?? "http://127.0.0.1:2567").replace(/\/$/, "");
 const SPEED = Math.max(0.25, Math.min(50, Number(process.env.HAVEN_DEMO_SPEED ?? 1) || 1));
-const TICK_MS = 1000 / SPEED;
+// a party sends at most 5 positions a second (the socket's limit is 20 messages a second):
+// faster than ×5, the ticks stay 200 ms and the steps grow
+const TICK_MS = Math.max(200, 1000 / SPEED);
+const STRIDE = Math.max(1, SPEED / 5);
 const HOSPITAL = "knh";
 const PASSWORD = `demo-${randomUUID().slice(0, 13)}`;
 const RUN = randomUUID().slice(0, 6);
 const t0 = Date.now();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const ticks = (n: number) => sleep(n * TICK_MS);
+/** `n` ticks of demo time (a tick is a second at ×1), however fast the demo runs. */
+const ticks = (n: number) => sleep((n * 1000) / SPEED);
 function say(tag: string, text: string): void {
   const s = Math.round((Date.now() - t0) / 1000);
   console.log(`[${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}] ${tag.padEnd(10)} ${text}`);
@@ -113,11 +117,17 @@ async function responder(ops: Session, role: "first_aider" | "ambulance_crew", n
 
 type Responder = Awaited<ReturnType<typeof responder>>;
 
-async function drive(room: Room, route: Point[], stepM: number, also?: Room): Promise<void> {
-  for (const p of along(route, stepM)) {
-    room.send("position", { lat: p.lat, lng: p.lng, heading: Math.round(p.heading), speed: stepM });
-    also?.send("position", { lat: p.lat, lng: p.lng });
-    await ticks(1);
+/** Moves a party along `route`, one step a tick; with `tag`, prints the ETA the hospital sees now and then. */
+async function drive(room: Room, route: Point[], stepM: number, opts: { also?: Room; tag?: string } = {}): Promise<void> {
+  const steps = along(route, stepM * STRIDE);
+  for (const [i, p] of steps.entries()) {
+    room.send("position", { lat: p.lat, lng: p.lng, heading: Math.round(p.heading), speed: stepM }); // metres a demo second
+    opts.also?.send("position", { lat: p.lat, lng: p.lng });
+    if (opts.tag && i > 0 && i % Math.max(1, Math.round(steps.length / 4)) === 0) {
+      const eta = (room.state as any)?.hospital?.etaSeconds ?? -1;
+      if (eta >= 0) say(opts.tag, `ambulance ${Math.round((100 * i) / steps.length)}% of the way; ETA at the hospital ${Math.floor(eta / 60)} min ${String(eta % 60).padStart(2, "0")} s`);
+    }
+    await sleep(TICK_MS);
   }
 }
 
@@ -163,7 +173,7 @@ async function emergency(ops: Session, story: Story, firstAider: Responder, crew
   crewRoom.onMessage("notice", () => {});
   assigned();
 
-  const ambulance = drive(crewRoom, story.ambulanceRoute, 25);
+  const ambulance = drive(crewRoom, story.ambulanceRoute, 25, { tag });
   await drive(faRoom, [story.firstAiderFrom, story.patientAt], 20);
   await faRoom.request("status", { step: "on_scene" });
   say(tag, "first-aider on scene; assessing");
@@ -184,7 +194,7 @@ async function emergency(ops: Session, story: Story, firstAider: Responder, crew
   await ticks(4);
   await crewRoom.request("status", { step: "left_scene" });
   say(tag, "transporting to Kenyatta National Hospital");
-  await drive(crewRoom, story.transportRoute, 25, patientRoom);
+  await drive(crewRoom, story.transportRoute, 25, { also: patientRoom, tag });
   await crewRoom.request("status", { step: "at_hospital" });
   say(tag, "arrived at Kenyatta National Hospital; waiting for the handover");
   const final = await until(patientRoom, (s) => s.status === "handed_over" || s.status === "cancelled");
