@@ -30,7 +30,7 @@ export function UnitBoard({ units, now }) {
   const order = { assigned: 0, offered: 1, available: 2, unavailable: 3 };
   const sorted = [...units].sort((a, b) => (order[a.status] ?? 9) - (order[b.status] ?? 9) || a.name.localeCompare(b.name));
   return html`<table class="grid">
-    <thead><tr><th>Unit</th><th>Kind</th><th>Status</th><th>Position</th><th>Node</th></tr></thead>
+    <thead><tr><th>Unit</th><th>Kind</th><th>Status</th><th>Duty position</th><th>Node</th></tr></thead>
     <tbody>${sorted.map((u) => html`<tr data-unit=${u.id}>
       <td>${u.name}</td>
       <td>${u.kind === "ambulance_crew" ? "ambulance" : "first-aider"}</td>
