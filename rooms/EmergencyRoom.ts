@@ -5,12 +5,12 @@ import { HavenError } from "../src/protocol/errors.ts";
 import { fail, guard, type CallResult } from "../src/protocol/results.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
-import { isEntitled, isMedicallyEntitled, mayCancel } from "../src/domain/entitlement.ts";
+import { isEntitled, isMedicallyEntitled, mayCancel, mayChat } from "../src/domain/entitlement.ts";
 import { isClosed, type ResponderStep } from "../src/domain/status.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { HeldChanges } from "./patches.ts";
 import type { Party } from "./schema/common.ts";
-import type { EmergencyState } from "./schema/EmergencyState.ts";
+import { CHAT_VIEW, MEDICAL_VIEW, type EmergencyState } from "./schema/EmergencyState.ts";
 import { assignEmergencyState } from "./schema/restore.ts";
 import type { Transactions } from "./transactions.ts";
 import { actor, requireOpen, type EmergencyChanges } from "./emergency/changes.ts";
@@ -21,6 +21,7 @@ import type { Assessment, MedicalRecord } from "./emergency/medical-record.ts";
 import { alertState, assembleEmergency, type EmergencyRoomPort } from "./emergency/parts.ts";
 import type { Timeline } from "./emergency/timeline.ts";
 import type { VitalsMessage, VitalsStream } from "./emergency/vitals.ts";
+import type { EmergencyChat } from "./emergency/chat.ts";
 import { reactToDivert, receiveVitals, type ReactionParts } from "./emergency/reactions.ts";
 import { emergencySummary, noticeReaches } from "./emergency/ops-view.ts";
 import type { EmergencySummary } from "../src/domain/ops.ts";
@@ -35,6 +36,7 @@ type Position = { lat: number; lng: number; accuracy?: number; heading?: number;
 
 const RESPONDER_ROLES: readonly Role[] = ["first_aider", "ambulance_crew"];
 const PARTY_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew"];
+const CHAT_ROLES: readonly Role[] = ["patient", "first_aider", "ambulance_crew", "hospital_staff", "hospital_admin"];
 
 /**
  * One active emergency, from alert to handover: the live positions of every party, dispatch of
@@ -57,9 +59,12 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   private hospital!: ReceivingHospital;
   private escalation!: Escalation;
   private vitals!: VitalsStream;
+  private chat!: EmergencyChat;
   private reactionParts?: ReactionParts;
   /** What the assigned responders and the receiving hospital's staff see beyond the shared state. */
   private medicalView?: StateView;
+  /** What the patient sees beyond the shared state: the chat. */
+  private chatView?: StateView;
   private changes!: EmergencyChanges;
   /** Positions (and other fast-changing state) changed since the last snapshot. */
   dirty = false;
@@ -72,6 +77,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     status: { schema: "responderStatus", roles: RESPONDER_ROLES, run(client, p) { return this.responderStatus(client.auth, p); } },
     assessment: { schema: "assessment", roles: RESPONDER_ROLES, run(client, p) { return this.submitAssessment(client.auth, p); } },
     cancel: { schema: "cancel", roles: ["patient", "ops_admin"], run(client, p) { return this.cancel(client.auth, p, p.idempotencyKey); } },
+    chat: { schema: "chat", roles: CHAT_ROLES, run(client, p) { return this.sendChat(client.auth, p.text, p.clientId); } },
   };
 
   /**
@@ -95,12 +101,13 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       throw error;
     }
     const { state, alert, now } = alertState(this.roomId, claimed);
-    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes, vitals: this.vitals } = assembleEmergency(this.port(), state, keys));
+    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes, vitals: this.vitals, chat: this.chat } = assembleEmergency(this.port(), state, keys));
     this.setState(state);
     s.emergencies.attach(this);
     if (claimed.snapshot) {
       const saved = this.record.open(claimed.snapshot);
       assignEmergencyState(this.state, saved.state);
+      this.chat.restore(saved.state.chat);
       this.timeline.seq = saved.seq;
       this.changes.restore(this.state.timeline);
       // nobody is connected to a room that was just restored
@@ -241,10 +248,18 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       // one view for every entitled party: their patches are encoded once, not once per party
       if (!this.medicalView) {
         this.medicalView = new StateView();
-        this.medicalView.add(this.state.medical);
+        this.medicalView.add(this.state.medical, MEDICAL_VIEW);
+        this.medicalView.add(this.state.chat, CHAT_VIEW);
       }
       client.view = this.medicalView;
       this.record.auditDisclosure(client.auth);
+    } else if (mayChat(this.state, client.auth)) {
+      // the patient: the chat, not the medical record
+      if (!this.chatView) {
+        this.chatView = new StateView();
+        this.chatView.add(this.state.chat, CHAT_VIEW);
+      }
+      client.view = this.chatView;
     }
   }
 
@@ -349,6 +364,21 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
     };
   }
 
+  /** A chat message from a party (emergency/chat.ts). */
+  sendChat(p: Principal, text: string, clientId?: string): { ok: true; seq: number; duplicate?: true } {
+    const sent = this.chat.send(p, text, clientId);
+    this.escalation.touch();
+    return sent;
+  }
+
+  /** Hospital room → here: a chat message from the receiving hospital's wallboard. */
+  hospitalChat(hospitalId: string, staff: Principal, text: string, clientId?: string | null): Promise<CallResult<{ seq: number }>> {
+    return guard(() => {
+      this.hospital.requireReceiving(hospitalId);
+      return this.sendChat(staff, text, clientId ?? undefined);
+    });
+  }
+
   /** Called by a responder's duty room when the responder accepts an offer. First accept wins. */
   acceptOffer(offerId: string, userId: string, name: string): Promise<CallResult<{ emergencyId: string }>> {
     return this.tx.run(null, undefined, () => this.dispatch.accept(offerId, userId, name));
@@ -426,6 +456,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
   statusFor(p: Principal): CallResult<{ emergency: unknown }> {
     if (!isEntitled(this.state, p)) return fail("NOT_ENTITLED", "you are not a party to this emergency");
     const json = this.state.toJSON() as Record<string, unknown>;
+    delete json.chat; // the chat is for its parties' sockets only (docs/protocol.md §12)
     if (!isMedicallyEntitled(this.state, p)) delete json.medical;
     else this.record.auditDisclosure(p);
     return { ok: true, emergency: json };

@@ -39,6 +39,7 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     handover: { schema: "handover", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalHandover", [c.auth, p.notes, p.idempotencyKey]); } },
     capacity: { schema: "capacity", roles: STAFF, run(_c, p) { return this.setCapacity(p); } },
     divert: { schema: "divert", roles: STAFF, run(c, p) { return this.setDivert(p, { sub: c.auth.sub, role: c.auth.role }); } },
+    chat: { schema: "hospitalChat", roles: STAFF, run(c, p) { return this.forward(p.emergencyId, "hospitalChat", [c.auth, p.text, p.clientId ?? null]); } },
   };
 
   /**
@@ -153,6 +154,12 @@ export class HospitalRoom extends HavenRoom<HospitalState> {
     this.state.divertReason = view.reason;
     this.state.divertUntil = view.until;
     if (divertActive(divert, now)) this.divertTimer = this.clock.setTimeout(() => this.showDivert(divert), divert.until - now + 1);
+  }
+
+  /** Emergency room → here: a chat message of an emergency bound here, for the staff watching the wallboard. */
+  chatMessage(m: { emergencyId: string }): { ok: true } {
+    if (this.state.incoming.has(m.emergencyId)) this.broadcast("chat", m);
+    return { ok: true };
   }
 
   /** Emergency room → here: the latest picture of an emergency bound for this hospital. */

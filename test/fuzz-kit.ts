@@ -30,7 +30,7 @@ export const DOCUMENTED_CODES: Record<string, number> = {
   NOT_ENTITLED: 403, BYPASS_USED: 403, NOT_VERIFIED: 403, NOT_RECEIVING_HOSPITAL: 403, EMAIL_TAKEN: 409,
   EMERGENCY_CLOSED: 409, INVALID_TRANSITION: 409, OFFER_EXPIRED: 409, ALREADY_ASSIGNED: 409, EMERGENCY_NOT_FOUND: 404,
   ROOM_NOT_FOUND: 404, OFFER_NOT_FOUND: 404, HOSPITAL_NOT_FOUND: 404, HOSPITAL_EXISTS: 409, PROFILE_NOT_FOUND: 404,
-  PROFILE_EXISTS: 409, UNAVAILABLE: 503, INTERNAL: 500,
+  PROFILE_EXISTS: 409, RESPONDER_NOT_ON_DUTY: 409, UNAVAILABLE: 503, INTERNAL: 500,
 };
 
 // ------------------------------------------------------------------ the schema model and its oracle
@@ -58,6 +58,10 @@ const PRIORITIES = ["critical", "high", "medium"];
 const CANCEL_REASONS = ["false_alarm", "resolved_on_scene", "patient_declined", "transported_otherwise", "duplicate", "other"];
 const phone: Spec = opt({ t: "str", max: 20, pattern: /^\+?[0-9]{7,15}$/, gen: fc.tuple(fc.boolean(), fromChars("0123456789", 6, 16)).map(([p, d]) => (p ? "+" : "") + d) });
 const obj = (props: Record<string, Spec>): Spec & { t: "obj" } => ({ t: "obj", props });
+/** Text with at least one non-space character (a chat message, a notice, an ops action's reason). */
+const notBlank = (max: number): Spec => ({ t: "str", min: 1, max, pattern: /\S/ });
+const reason = notBlank(200);
+const chatText = notBlank(2000);
 
 export const SCHEMAS = {
   position: obj({ lat, lng, accuracy: opt({ t: "num", min: 0, max: 100_000 }), heading: opt({ t: "num", min: 0, max: 360 }), speed: opt({ t: "num", min: 0, max: 150 }) }),
@@ -98,6 +102,18 @@ export const SCHEMAS = {
   }),
   capacity: obj({ emergencyBeds: { t: "num", int: true, min: 0, max: 10_000 }, icuBeds: opt({ t: "num", int: true, min: 0, max: 10_000 }), accepting: { t: "bool" } }),
   handover: obj({ emergencyId: idSpec, notes: text(1000), idempotencyKey: idemSpec }),
+  // ---- chat (docs/protocol.md §12): the emergency room's, and the wallboard's
+  chat: obj({ text: chatText, clientId: idemSpec }),
+  hospitalChat: obj({ emergencyId: idSpec, text: chatText, clientId: idemSpec }),
+  // ---- the ops room (docs/protocol.md §11): every action carries a reason
+  opsOpen: obj({ emergencyId: idSpec, reason }),
+  opsReassignHospital: obj({ emergencyId: idSpec, hospitalId: idSpec, reason, idempotencyKey: idemSpec }),
+  opsAssignResponder: obj({ emergencyId: idSpec, responderId: idSpec, reason, idempotencyKey: idemSpec }),
+  opsCancel: obj({ emergencyId: idSpec, cancelReason: { t: "enum", values: CANCEL_REASONS }, reason, idempotencyKey: idemSpec }),
+  opsNotice: obj({
+    text: { t: "str", min: 1, max: 500, pattern: /\S/ }, reason,
+    region: opt(obj({ lat, lng, radiusM: { t: "num", min: 1, max: 1_000_000 } })),
+  }),
   // ---- HTTP bodies (docs/protocol.md §8)
   register: obj({
     email: { t: "email", max: 254 }, password: { t: "str", min: 12, max: 128 }, name: { t: "str", min: 1, max: 120 }, phone,

@@ -61,6 +61,11 @@ const SUCCESS: Record<string, (value: any, payload: any) => boolean> = {
   readiness: (v, p) => v.ok === true && ((v.key === p.key && v.ready === p.ready) || v.duplicate === true),
   capacity: (v) => v.ok === true,
   handover: (v) => v.ok === true && (v.status === "handed_over" || v.duplicate === true),
+  chat: (v) => v.ok === true && typeof v.seq === "number",
+  open: (v, p) => v.ok === true && v.emergencyId === p.emergencyId && v.roomId === p.emergencyId,
+  reassign_hospital: (v, p) => v.ok === true && ((v.hospitalId === p.hospitalId && typeof v.hospitalStatus === "string") || v.duplicate === true),
+  assign_responder: (v, p) => v.ok === true && (v.emergencyId === p.emergencyId || v.duplicate === true),
+  notice: (v) => v.ok === true && typeof v.noticeId === "string",
 };
 
 interface Target {
@@ -234,6 +239,12 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
   it("emergency room: vitals, from the first-aider and from the crew", async () => {
     await fuzz(emergency("vitals", "vitals", ["EMERGENCY_CLOSED", "RATE_LIMITED"]), patientSeen);
     await fuzz({ ...emergency("vitals", "vitals", ["EMERGENCY_CLOSED", "RATE_LIMITED"], () => s.crewRoom), observer: () => s.faRoom }, patientSeen);
+  }, 120_000);
+
+  it("emergency room: chat, from the patient and from the first-aider", async () => {
+    // INVALID_PAYLOAD: longer than HAVEN_CHAT_MAX_CHARS (500), within the schema's 2000
+    await fuzz(emergency("chat", "chat", ["EMERGENCY_CLOSED", "RATE_LIMITED", "INVALID_PAYLOAD"], () => s.pRoom), patientSeen);
+    await fuzz(emergency("chat", "chat", ["EMERGENCY_CLOSED", "RATE_LIMITED", "INVALID_PAYLOAD"]), patientSeen);
   }, 120_000);
 
   it("emergency room: a message the sender's role may not send, and names no room handles", async () => {
@@ -481,6 +492,7 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
     await fuzz(first.target("acknowledge", "acknowledge", closed), first.seen);
     await fuzz(first.target("readiness", "readiness", [...closed, "INVALID_PAYLOAD"]), first.seen); // INVALID_PAYLOAD: a 21st item
     await fuzz(first.target("capacity", "capacity", []), first.seen);
+    await fuzz(first.target("chat", "hospitalChat", [...closed, "RATE_LIMITED", "INVALID_PAYLOAD"]), first.seen);
     await fuzz(first.target("decline", "decline", [...closed, "INVALID_TRANSITION"]), first.seen);
     await first.done();
     // a handover needs a patient on the way: another emergency, transporting
@@ -492,6 +504,47 @@ describe(`fuzzing every socket message (seed ${SEED})`, () => {
     await second.done();
     // released by the handover, its responders go off duty: nearer than anyone, they would take the next emergency's offers
     await Promise.all([e.pRoom, e.faRoom, e.crewRoom, e.fa.duty, e.crew.duty].map((r) => r.leave()));
+  }, 300_000);
+
+  it("ops room: open, reassign_hospital, assign_responder, cancel and notice", async () => {
+    // the desk acts on an emergency of its own (a valid cancel ends it), watched by its patient
+    const patient = await account(h, "patient");
+    const target = (await h.http("POST", "/api/emergency/alert", FAR, patient.token)).body.emergencyId as string;
+    const watcher = await join(h, patient.token, target);
+    watcher.onMessage("notice", () => {});
+    const desk = await join(h, ops.token, "ops");
+    let nudged = 0;
+    const seen = async () => {
+      const lat = FAR.lat + ++nudged * 1e-6;
+      const r = await ask(watcher, "position", { lat, lng: FAR.lng });
+      if (watcher.state.status === "cancelled") { expect(r).toMatchObject({ ok: false, code: "EMERGENCY_CLOSED" }); return; }
+      expect(r).toEqual({ ok: true, value: { ok: true } });
+      await waitFor(watcher, (st) => st.patient.lat === lat, 2000, "the patient's own position");
+    };
+    // ids: the desk's emergency, another uuid, or what the generator made; a hospital that exists sometimes
+    const pick = (key: SchemaKey, field: string, ids: fc.Arbitrary<string | undefined>) => (a: fc.Arbitrary<unknown>) => fc.tuple(a, ids).map(([p, id]) =>
+      id !== undefined && p !== null && typeof p === "object" && !Array.isArray(p) && typeof (p as any)[field] === "string" ? { ...p, [field]: id } : p);
+    const emergencyIds = fc.oneof(fc.constant(undefined), fc.constant(target), fc.constant(crypto.randomUUID()));
+    const hospitalIds = fc.oneof(fc.constant(undefined), fc.constantFrom("knh", "mbagathi", "aga-khan"));
+    // a key names one intended action (§4): the same key drawn for two different actions is made two keys
+    const ownKeys = (tag: string) => (p: unknown) => p !== null && typeof p === "object" && !Array.isArray(p) && typeof (p as any).idempotencyKey === "string" && /^[A-Za-z0-9_-]{8,64}$/.test((p as any).idempotencyKey)
+      ? { ...p, idempotencyKey: `${tag}${(p as any).idempotencyKey}`.slice(0, 64) } : p;
+    const forKey = (key: SchemaKey) => {
+      let a: fc.Arbitrary<unknown> = payloads(SCHEMAS[key]).map(ownKeys(key.slice(3, 6)));
+      if ("emergencyId" in SCHEMAS[key].props) a = pick(key, "emergencyId", emergencyIds)(a);
+      if ("hospitalId" in SCHEMAS[key].props) a = pick(key, "hospitalId", hospitalIds)(a);
+      return a;
+    };
+    const gone = ["EMERGENCY_NOT_FOUND", "EMERGENCY_CLOSED"];
+    const opsTarget = (type: string, schema: SchemaKey, domain: string[]): Target =>
+      ({ type, schema, sender: () => desk, observer: () => watcher, domain, arbitrary: forKey(schema) });
+    await fuzz(opsTarget("open", "opsOpen", gone), seen);
+    await fuzz(opsTarget("notice", "opsNotice", []), seen);
+    await fuzz(opsTarget("reassign_hospital", "opsReassignHospital", [...gone, "HOSPITAL_NOT_FOUND", "INVALID_TRANSITION"]), seen);
+    await fuzz(opsTarget("assign_responder", "opsAssignResponder", [...gone, "RESPONDER_NOT_ON_DUTY", "ALREADY_ASSIGNED"]), seen);
+    await fuzz(opsTarget("cancel", "opsCancel", gone), seen);
+    await desk.leave();
+    await watcher.leave();
   }, 300_000);
 
   it("an emergency's lifecycle: random sequences of valid actions by its parties follow §3's rules", async () => {

@@ -94,7 +94,7 @@ export class MedicalRecord {
   /**
    * The state as a snapshot: msgpack of its plain JSON with the timeline position, with nothing
    * medical in the clear. The medical part and the timeline's free-text notes are left out of the
-   * JSON and stored sealed beside it: `sealed.clinical` (assessment and notes, under the clinical
+   * JSON and stored sealed beside it: `sealed.clinical` (assessment, notes and chat, under the clinical
    * key) and `sealed.profile` (the disclosed summary, under the profile key). Each sealed part is
    * encrypted again only when it changed since the last snapshot.
    */
@@ -102,6 +102,7 @@ export class MedicalRecord {
     const state = this.state.toJSON() as Record<string, any>;
     delete state.medical;
     for (const e of state.timeline as { type: string; detail: string }[]) if (e.detail && NOTE_EVENTS.has(e.type)) e.detail = "";
+    for (const m of (state.chat?.messages ?? []) as { text: string }[]) m.text = "";
     const saved: SavedSnapshot = { seq, state, sealed: this.sealedParts() };
     return { seq, state: Buffer.from(snapshotCodec.pack(saved)) };
   }
@@ -112,7 +113,8 @@ export class MedicalRecord {
       const record = this.state.medical.toJSON() as Record<string, unknown>;
       delete record.profile;
       const notes = [...this.state.timeline].filter((e) => e.detail && NOTE_EVENTS.has(e.type)).map((e) => [e.seq, e.detail]);
-      this.sealedClinical = { version: this.clinicalVersion, bytes: this.medical.seal({ medical: record, notes }, this.clinicalKey, this.roomId, PART.clinical) };
+      const chat = [...this.state.chat.messages].map((m) => [m.seq, m.text]);
+      this.sealedClinical = { version: this.clinicalVersion, bytes: this.medical.seal({ medical: record, notes, chat }, this.clinicalKey, this.roomId, PART.clinical) };
     }
     if (this.sealedProfile?.version !== this.profileVersion) {
       const profile = this.state.medical.profile;
@@ -138,13 +140,15 @@ export class MedicalRecord {
     let record: Record<string, any> = {};
     if (saved.sealed.clinical) {
       try {
-        const opened = this.medical.unseal(saved.sealed.clinical, this.clinicalKey, this.roomId, PART.clinical) as { medical: Record<string, any>; notes: [number, string][] };
+        const opened = this.medical.unseal(saved.sealed.clinical, this.clinicalKey, this.roomId, PART.clinical) as { medical: Record<string, any>; notes: [number, string][]; chat?: [number, string][] };
         record = opened.medical ?? {};
         const bySeq = new Map(opened.notes ?? []);
         for (const e of (state.timeline ?? []) as { seq: number; detail: string }[]) {
           const note = bySeq.get(e.seq);
           if (note !== undefined) e.detail = note;
         }
+        const chatBySeq = new Map(opened.chat ?? []);
+        for (const m of (state.chat?.messages ?? []) as { seq: number; text: string }[]) m.text = chatBySeq.get(m.seq) ?? "";
       } catch (error) {
         this.log.error({ err: error, emergencyId: this.roomId }, "the emergency's clinical record could not be opened; it is restored without it");
       }

@@ -17,6 +17,7 @@ import { ReceivingHospital } from "./hospital-link.ts";
 import { MedicalRecord, type AlertNote } from "./medical-record.ts";
 import { Timeline } from "./timeline.ts";
 import { VitalsStream } from "./vitals.ts";
+import { EmergencyChat } from "./chat.ts";
 
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
@@ -52,6 +53,7 @@ export interface EmergencyParts {
   escalation: Escalation;
   changes: EmergencyChanges;
   vitals: VitalsStream;
+  chat: EmergencyChat;
 }
 
 /** The alert as recorded (the `call_received` event's payload). */
@@ -137,6 +139,12 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     changed: () => { record.clinicalChanged(); room.markDirty(); },
   });
 
+  const chat = new EmergencyChat({
+    ctx, config: s.config.chat,
+    record: (actor, text, at) => timeline.record("chat", actor, text, at),
+    changed: () => { record.clinicalChanged(); room.markDirty(); },
+  });
+
   const host: TransactionHost<Mark> = {
     ...room.patches,
     mark: () => ({ state: state.toJSON() as Record<string, unknown>, seq: timeline.seq }),
@@ -174,5 +182,5 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     perSender: { limit: s.config.limits.criticalChangesPer10s, windowMs: 10_000 },
     onSenderCommit: () => escalation.touch(),
   });
-  return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes, vitals };
+  return { tx: tx as Transactions<unknown>, timeline, record, dispatch, hospital, escalation, changes, vitals, chat };
 }

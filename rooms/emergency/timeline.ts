@@ -53,6 +53,27 @@ export class Timeline {
     while (timeline.length > this.o.maxLength) timeline.shift();
   }
 
+  /**
+   * An event kept in the durable timeline only, not in the state's `timeline` (a chat message,
+   * which only the chat's parties may see): it takes the next sequence number and waits in
+   * `unsaved` for the snapshot flusher or the next commit. Returns its sequence number.
+   */
+  record(type: string, actor: string, detail: string, at = Date.now()): number {
+    const e = new TimelineEvent();
+    e.seq = ++this.seq;
+    e.type = type;
+    e.at = at;
+    e.actor = actor;
+    e.detail = detail;
+    if (this.unsaved.length >= MAX_UNSAVED_EVENTS) {
+      this.o.log.error({ emergencyId: this.o.roomId, seq: this.unsaved[0].seq }, "timeline events waiting for the database overflowed; the oldest is dropped");
+      this.unsaved.shift();
+    }
+    this.unsaved.push(this.row(e));
+    this.o.added(NOTE_EVENTS.has(type));
+    return e.seq;
+  }
+
   /** A timeline event as the database keeps it (its note sealed). */
   row(e: TimelineEvent): EmergencyEventRow {
     return { seq: e.seq, type: e.type, actor: e.actor, payload: this.o.payload(e), at: e.at };

@@ -118,6 +118,41 @@ export const TimelineEvent = schema({
 }, "TimelineEvent");
 export type TimelineEvent = SchemaType<typeof TimelineEvent>;
 
+/**
+ * A chat message between the emergency's parties and its receiving hospital. `seq` is its place in
+ * the emergency's timeline, where it is kept (its text sealed at rest).
+ */
+export const ChatMessage = schema({
+  seq: t.uint32(),
+  at: t.float64(),
+  /** `<role>:<userId>` of the sender. */
+  from: t.string(),
+  role: t.string(),
+  name: t.string().default(""),
+  text: t.string(),
+  /** The sender's own id for the message ("" none), to recognise a resend. */
+  clientId: t.string().default(""),
+}, "ChatMessage");
+export type ChatMessage = SchemaType<typeof ChatMessage>;
+
+/**
+ * The view tag of the chat: a client's StateView holds it with this tag (the patient's view holds
+ * only the chat; the medical view of responders and hospital staff holds both).
+ */
+export const CHAT_VIEW = 2;
+/**
+ * The view tag of the medical record: only the medical view holds it. A tag of its own (not the
+ * default) keeps it out of a view that holds only the chat.
+ */
+export const MEDICAL_VIEW = 1;
+
+/** The emergency's chat, as far as the live state keeps it. */
+export const Chat = schema({
+  /** The newest messages, oldest first (HAVEN_CHAT_KEEP). */
+  messages: t.array(ChatMessage),
+}, "Chat");
+export type Chat = SchemaType<typeof Chat>;
+
 export const Dispatch = schema({
   firstAiderRadiusM: t.uint32().default(0),
   ambulanceRadiusM: t.uint32().default(0),
@@ -141,6 +176,8 @@ export const EmergencyState = schema({
   times: Times,
   dispatch: Dispatch,
   timeline: t.array(TimelineEvent),
-  medical: t.ref(Medical).view(),
+  medical: t.ref(Medical).view(MEDICAL_VIEW),
+  /** The chat (its newest messages). Tagged `.view()`: only the chat's parties receive it. */
+  chat: t.ref(Chat).view(CHAT_VIEW),
 }, "EmergencyState");
 export type EmergencyState = SchemaType<typeof EmergencyState>;

@@ -1,6 +1,6 @@
 import type { MapSchema, ArraySchema } from "@colyseus/schema";
 import { Party, ReadinessItem } from "./common.ts";
-import { EmergencyState, HospitalLink, Medical, TimelineEvent, VitalsSample } from "./EmergencyState.ts";
+import { Chat, EmergencyState, HospitalLink, Medical, TimelineEvent, VitalsSample } from "./EmergencyState.ts";
 
 /**
  * Haven owns its snapshot format: an emergency's state is snapshotted as its plain JSON (msgpack
@@ -90,5 +90,6 @@ export function blankEmergencyState(): EmergencyState {
   state.patient = new Party();
   state.hospital = new HospitalLink();
   state.medical = new Medical();
+  state.chat = new Chat();
   return state;
 }

@@ -33,9 +33,14 @@ export class OpsReporter {
     this.src = sources;
   }
 
+  /** One interval's work; with Redis away it does nothing (the desk keeps its last picture). */
   async tick(): Promise<void> {
-    if (!(await this.presence.get(WATCHING))) return;
-    await this.presence.setex(REPORT(this.src.processId), JSON.stringify(this.report()), TTL_SECONDS);
+    try {
+      if (!(await this.presence.get(WATCHING))) return;
+      await this.presence.setex(REPORT(this.src.processId), JSON.stringify(this.report()), TTL_SECONDS);
+    } catch {
+      // Redis away: nothing to report to; the next interval tries again
+    }
   }
 
   report(): NodeReport {

@@ -45,6 +45,15 @@ export function isMedicallyEntitled(e: EmergencyParties, p: Caller): boolean {
     || (actsForHospital(p.role) && isReceivingHospital(e, p.hospitalId));
 }
 
+/**
+ * Takes part in the emergency's chat (sends and receives it): the patient, the assigned
+ * responders and the receiving hospital's staff. Not operations, who are not a party to the
+ * patient's care (a chat may carry clinical details), and no one else.
+ */
+export function mayChat(e: EmergencyParties, p: Caller): boolean {
+  return (p.role === "patient" && p.sub === e.patient.id) || isMedicallyEntitled(e, p);
+}
+
 /** May cancel: operations, or the patient whose emergency it is. */
 export function mayCancel(e: EmergencyParties, p: Caller): boolean {
   return p.role === "ops_admin" || (p.role === "patient" && p.sub === e.patient.id);

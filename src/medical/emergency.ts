@@ -11,7 +11,7 @@ import { EMERGENCY_SUMMARY_FIELDS } from "./profile.ts";
  * ciphertext:
  *
  * - `clinical` seals the ATMIST assessment, the streamed vitals and the free-text notes of the timeline (the alert's
- *   note, offer and hospital decline reasons, the cancel note, the handover notes): the clinical
+ *   note, offer and hospital decline reasons, the cancel note, the handover notes, the chat): the clinical
  *   record of the emergency. It is made when the alert is recorded, in the same transaction, and
  *   destroyed `HAVEN_MEDICAL_RETENTION_DAYS` after the emergency closed.
  * - `profile` seals the summary of the patient's own profile that the emergency disclosed to its
@@ -24,7 +24,7 @@ import { EMERGENCY_SUMMARY_FIELDS } from "./profile.ts";
  */
 
 /** Timeline events whose `detail` is free text a person typed: sealed with the clinical record. */
-export const NOTE_EVENTS: ReadonlySet<string> = new Set(["call_received", "offer_declined", "hospital_declined", "cancelled", "handed_over"]);
+export const NOTE_EVENTS: ReadonlySet<string> = new Set(["call_received", "offer_declined", "hospital_declined", "cancelled", "handed_over", "chat"]);
 
 /** The fields of the clinical record, as named in the audit log. */
 export const CLINICAL_FIELDS = ["age", "timeOfIncident", "mechanism", "injuries", "signs", "treatment", "suspected", "notes", "vitals"] as const;
