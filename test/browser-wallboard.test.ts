@@ -90,6 +90,13 @@ describe("hospital wallboard in Chromium", () => {
     await waitFor(s.crewRoom, (st) => st.hospital.readiness.get("team")?.ready === true, 10_000, "the crew sees the team ready");
     await card.getByRole("button", { name: /Team assembled: READY/ }).waitFor();
 
+    // the crew's chat shows on the card, and the answer typed on the wall reaches the crew
+    await s.crewRoom.request("chat", { text: "pelvic binder on, BP holding" });
+    await card.getByText("pelvic binder on, BP holding").waitFor({ timeout: 10_000 });
+    await card.getByLabel("Message to the crew").fill("resus 2 is yours, trauma team waiting");
+    await card.getByRole("button", { name: "Send" }).click();
+    await waitFor(s.crewRoom, (st) => [...(st.chat?.messages ?? [])].some((m: any) => m.text === "resus 2 is yours, trauma team waiting" && m.role === "hospital_staff"), 10_000, "the crew gets the hospital's answer");
+
     // the server dies and comes back on the same port and database: the page says so, then recovers by itself
     await a.kill();
     await page.getByText(/RECONNECTING… — stale since \d\d:\d\d:\d\d/).waitFor({ timeout: 15_000 });

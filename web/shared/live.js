@@ -10,9 +10,10 @@ const FINAL = new Set([4000, 4403, 4410]);
 /**
  * `onState(plainState)` after every patch; `onStatus({ live, since, ended?, error? })` when the
  * connection changes: `since` is when the shown state was last known to be current;
- * `onNotice({ id, text, at, region })` for an operations notice.
+ * `onNotice({ id, text, at, region })` for an operations notice; `messages`: other message
+ * handlers by type.
  */
-export function liveRoom(roomId, { onState, onStatus, onNotice, maxDelayMs = 8000 }) {
+export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, maxDelayMs = 8000 }) {
   let room;
   let stopped = false;
   let attempt = 0;
@@ -36,6 +37,7 @@ export function liveRoom(roomId, { onState, onStatus, onNotice, maxDelayMs = 800
       joined.onMessage("error", (e) => console.warn("haven refused a message", e));
       // an operations notice to the parties of an emergency (docs/protocol.md §11)
       joined.onMessage("notice", (n) => onNotice?.(n));
+      for (const [type, handler] of Object.entries(messages)) joined.onMessage(type, handler);
       joined.onStateChange((state) => {
         lastGood = Date.now();
         onState(state.toJSON());

@@ -59,6 +59,23 @@ function acknowledgedBy(detail, user) {
   return id === user.id ? `you (${user.name})` : `${role.replace("_", " ")} ${id.slice(0, 8)}`;
 }
 
+/** The emergency's chat (docs/protocol.md §12): the newest messages, and a line to answer the crew. */
+function Chat({ messages, send }) {
+  const [text, setText] = useState("");
+  const submit = async (ev) => {
+    ev.preventDefault();
+    if (!text.trim()) return;
+    if (await send(text.trim())) setText("");
+  };
+  return html`<div class="chat" aria-label="Chat with the crew">
+    <ol>${messages.slice(-4).map((m) => html`<li><span class="muted">${hhmmss(m.at)}</span> <b>${m.name}</b>: ${m.text}</li>`)}</ol>
+    <form class="inline" onSubmit=${submit}>
+      <input aria-label="Message to the crew" placeholder="message to the crew" maxlength="500" value=${text} onInput=${(ev) => setText(ev.currentTarget.value)} />
+      <button type="submit" disabled=${!text.trim()}>Send</button>
+    </form>
+  </div>`;
+}
+
 export function EmergencyCard({ entry: e, eta, detail, user, request }) {
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState("");
@@ -72,8 +89,10 @@ export function EmergencyCard({ entry: e, eta, detail, user, request }) {
     setMessage("");
     try {
       await request(type, { emergencyId: e.emergencyId, ...payload });
+      return true;
     } catch (err) {
       setMessage(`${type} failed: ${err.reason?.code ?? ""} ${err.reason?.message ?? err.message}`);
+      return false;
     } finally {
       setBusy(false);
     }
@@ -95,6 +114,7 @@ export function EmergencyCard({ entry: e, eta, detail, user, request }) {
     <div class="summary" aria-label="Handover summary (ATMIST)">${e.handoverSummary || "No assessment yet"}</div>
     ${active && html`<${Vitals} medical=${detail?.medical} alerts=${e.vitalsAlerts ?? []} />`}
     ${active && html`<${LiveMap} points=${mapPoints(detail)} />`}
+    ${active && detail?.chat && html`<${Chat} messages=${detail.chat.messages ?? []} send=${(text) => act("chat", { text, clientId: key() })} />`}
     <ul class="checklist" aria-label="Readiness">
       ${readiness.map((r) => html`<li><button class=${r.ready ? "ready" : "not-ready"} disabled=${busy || !active}
         onClick=${() => act("readiness", { key: r.key, label: r.label || undefined, ready: !r.ready, idempotencyKey: key() })}>

@@ -66,7 +66,8 @@ function Board({ user }) {
   const [status, setStatus] = useState({ live: false, since: Date.now() });
   const roomRef = useRef(null);
   useEffect(() => {
-    const r = liveRoom(`hospital-${user.hospitalId}`, { onState: setBoard, onStatus: setStatus });
+    // chat arrives here as messages too (docs/protocol.md §12); the cards show it from each emergency's own state
+    const r = liveRoom(`hospital-${user.hospitalId}`, { onState: setBoard, onStatus: setStatus, messages: { chat: () => {} } });
     roomRef.current = r;
     return () => r.stop();
   }, [user.hospitalId]);
