@@ -8,7 +8,8 @@ import { OUTPUT, ensurePagesBuilt, launchChromium } from "./browser.ts";
  * The hospital wallboard in a real browser (Debian's Chromium, headless) against a live server:
  * staff sign in, an emergency routed to their hospital appears with its ATMIST summary, its ETA
  * follows the ambulance, acknowledging and ticking readiness reach the crew, and the page comes
- * back by itself after the server is killed and restarted on the same port and database.
+ * back by itself after the network drops, while the server hangs, and after the server is killed
+ * and restarted on the same port and database.
  */
 let browser: Browser;
 let db: Awaited<ReturnType<typeof freshDatabase>>;
@@ -96,6 +97,23 @@ describe("hospital wallboard in Chromium", () => {
     await card.getByLabel("Message to the crew").fill("resus 2 is yours, trauma team waiting");
     await card.getByRole("button", { name: "Send" }).click();
     await waitFor(s.crewRoom, (st) => [...(st.chat?.messages ?? [])].some((m: any) => m.text === "resus 2 is yours, trauma team waiting" && m.role === "hospital_staff"), 10_000, "the crew gets the hospital's answer");
+
+    // the network drops and comes back: the page says so, then rejoins by itself
+    await page.context().setOffline(true);
+    await page.getByText(/RECONNECTING… — stale since \d\d:\d\d:\d\d/).waitFor({ timeout: 20_000 });
+    await page.context().setOffline(false);
+    await page.getByText("● LIVE").waitFor({ timeout: 20_000 });
+    await card.getByText("motorcycle collision on Uhuru Highway").waitFor();
+
+    // the server hangs (its sockets stay open, nothing answers): the page's PING goes unanswered,
+    // it says so, and rejoins once the server answers again
+    a.proc.kill("SIGSTOP");
+    try {
+      await page.getByText(/RECONNECTING… — stale since \d\d:\d\d:\d\d/).waitFor({ timeout: 15_000 });
+    } finally {
+      a.proc.kill("SIGCONT");
+    }
+    await page.getByText("● LIVE").waitFor({ timeout: 20_000 });
 
     // the server dies and comes back on the same port and database: the page says so, then recovers by itself
     await a.kill();

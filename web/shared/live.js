@@ -13,11 +13,12 @@ const FINAL = new Set([4000, 4403, 4410]);
  * `onNotice({ id, text, at, region })` for an operations notice; `messages`: other message
  * handlers by type.
  */
-export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, maxDelayMs = 8000 }) {
+export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, maxDelayMs = 8000, pingEveryMs = 5000, pingTimeoutMs = 4000 }) {
   let room;
   let stopped = false;
   let attempt = 0;
   let timer;
+  let heartbeat;
   let lastGood = Date.now();
 
   const status = (s) => onStatus?.({ since: lastGood, ...s });
@@ -43,7 +44,9 @@ export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, m
         onState(state.toJSON());
       });
       joined.onLeave((code) => {
-        if (room === joined) room = undefined;
+        if (room !== joined) return; // a socket this page already gave up on
+        room = undefined;
+        clearInterval(heartbeat);
         if (stopped) return;
         if (FINAL.has(code)) return status({ live: false, ended: code });
         status({ live: false });
@@ -51,6 +54,21 @@ export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, m
       });
       lastGood = Date.now();
       status({ live: true });
+      // a network that silently stopped carrying packets closes nothing: a PING (docs/protocol.md
+      // §10) unanswered within pingTimeoutMs gives this socket up and joins again
+      clearInterval(heartbeat);
+      heartbeat = setInterval(() => {
+        let answered = false;
+        joined.ping(() => { answered = true; lastGood = Date.now(); });
+        setTimeout(() => {
+          if (answered || room !== joined || stopped) return;
+          room = undefined;
+          clearInterval(heartbeat);
+          void joined.leave(false).catch(() => {});
+          status({ live: false });
+          retry();
+        }, pingTimeoutMs);
+      }, pingEveryMs);
     } catch (error) {
       if (stopped) return;
       // a refused join: 401 the token (refresh, then retry); 403/4403 not entitled; 404 the room is gone
@@ -78,6 +96,7 @@ export function liveRoom(roomId, { onState, onStatus, onNotice, messages = {}, m
     },
     stop() {
       stopped = true;
+      clearInterval(heartbeat);
       clearTimeout(timer);
       void room?.leave();
       room = undefined;
