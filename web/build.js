@@ -21,8 +21,15 @@ const force = process.argv.includes("--force");
 if (!force && existsSync(marker) && statSync(marker).mtimeMs >= newest(here)) {
   console.log("web: the pages are up to date (web/dist)");
 } else {
-  const { build } = await import("vite");
+  let vite;
+  try {
+    vite = await import("vite");
+  } catch {
+    // an install without devDependencies: the server still starts, and says the pages are missing
+    console.warn("web: Vite is not installed (npm install without --omit=dev builds the pages); starting without rebuilding them");
+    process.exit(force ? 1 : 0);
+  }
   const t0 = Date.now();
-  await build({ configFile: resolve(here, "vite.config.js") });
+  await vite.build({ configFile: resolve(here, "vite.config.js") });
   console.log(`web: built the wallboard and operations pages into web/dist in ${Date.now() - t0} ms`);
 }
