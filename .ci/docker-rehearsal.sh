@@ -22,7 +22,8 @@
 # passwd entry) as PID 1 of a new PID namespace (like in a container: signals it has no
 # handler for are ignored), with only the image's ENV plus a generated
 # HAVEN_TOKEN_SECRET_KEY and a free PORT. The HEALTHCHECK command must succeed within the
-# start period, /health must say "transport":"uws", the HEALTHCHECK command must fail
+# start period, /health must say "transport":"uws", /wallboard and /ops must serve the built
+# pages, the HEALTHCHECK command must fail
 # against a port nobody listens on, and after STOPSIGNAL the server must exit 0 within
 # 10 s (docker stop's default grace period).
 #
@@ -408,6 +409,13 @@ in_root() {
   [[ $body == *'"transport":"uws"'* ]] || { show_log 30; fail "/health does not say \"transport\":\"uws\""; }
   [[ $body == *'"tokenKey":"configured"'* ]] || fail "/health does not say \"tokenKey\":\"configured\""
   pass "transport uws, token key configured"
+
+  step "GET /wallboard and /ops must serve the pages built in the builder stage"
+  body=$(node -e "Promise.all(['/wallboard', '/ops'].map(p => fetch('http://127.0.0.1:$port' + p).then(async r => p + ' ' + r.status + ' ' + r.headers.get('content-type') + ' ' + /<script type=\"module\"[^>]* src=\"\\/web\\/assets\\//.test(await r.text())))).then(a => console.log(a.join('; ')))") \
+    || fail "GET /wallboard failed"
+  say "$body"
+  [[ $body == '/wallboard 200 text/html; charset=utf-8 true; /ops 200 text/html; charset=utf-8 true' ]] || fail "the pages are not served from the image"
+  pass "the wallboard and operations pages are served"
 
   step "HEALTHCHECK must fail when nothing answers"
   i=$(free_port); rc=0; run_healthcheck "$i" || rc=$?

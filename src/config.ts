@@ -113,10 +113,31 @@ export interface RequestLimitsConfig {
   maxKeys: number;
 }
 
+export interface WebConfig {
+  /** The built pages (web/dist): served at /wallboard, /ops and /web/*. */
+  dir: string;
+  /** Map tiles for the pages' maps, a Leaflet URL template (`https://…/{z}/{x}/{y}.png`); unset: no tiles, coordinates only. */
+  tileUrl?: string;
+  /** The attribution the tile provider asks for, shown on the map. */
+  tileAttribution: string;
+}
+
+/** A Leaflet tile URL template: http(s), with {z}, {x} and {y}; `{s}` may only stand for a subdomain. */
+function tileUrlOf(env: Env): string | undefined {
+  const raw = str(env, "HAVEN_MAP_TILE_URL", undefined);
+  if (raw === undefined) return undefined;
+  if (!/^https?:\/\/([a-z0-9-]+\.|\{s\}\.)*[a-z0-9-]+(:\d{1,5})?\/[A-Za-z0-9._~\/{}@-]*$/.test(raw) || !["{z}", "{x}", "{y}"].every((p) => raw.includes(p))) {
+    throw new ConfigError("HAVEN_MAP_TILE_URL", "must be an http(s) tile URL template with {z}, {x} and {y} (and at most {s} in the host)");
+  }
+  return raw;
+}
+
 export interface Config {
   env: "development" | "production" | "test";
   /** Bearer token a scraper of `/metrics` presents; without one, `/metrics` answers this host only (never in production). */
   metricsToken?: string;
+  /** The hospital wallboard and operations pages (built into `dir` by `npm run build:web`). */
+  web: WebConfig;
   port: number;
   host: string;
   transport: TransportChoice;
@@ -430,5 +451,10 @@ export function loadConfig(env: Env = process.env): Config {
     nodeName: str(env, "HAVEN_NODE_NAME", `node-${process.pid}`)!,
     cluster: clusterConfig(env, port, host, nodeEnv === "production"),
     metricsToken: metricsToken(env),
+    web: {
+      dir: str(env, "HAVEN_WEB_DIR", new URL("../web/dist", import.meta.url).pathname)!,
+      tileUrl: tileUrlOf(env),
+      tileAttribution: str(env, "HAVEN_MAP_TILE_ATTRIBUTION", "")!.slice(0, 300),
+    },
   };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { setRoomErrorHandler } from "../rooms/patches.ts";
 import { writeSecretFile } from "./secret-file.ts";
@@ -112,6 +113,23 @@ async function developmentTokenKey(dataDir: string, log: Logger): Promise<string
   return readFileSync(file, "utf8").trim();
 }
 
+/** The development operations account, when no bootstrap account is configured. */
+export const DEVELOPMENT_OPS_EMAIL = "ops@haven.local";
+
+/**
+ * In development only (HAVEN_ENV unset), without HAVEN_BOOTSTRAP_OPS_*: an operations account
+ * `ops@haven.local` whose password is generated on first start and kept in the data folder
+ * (`ops-account.development`, mode 0600), so that a fresh `npm start` can be signed in to (the
+ * operations page, `npm run demo`) without a password anyone else knows.
+ */
+function developmentOpsAccount(dataDir: string, log: Logger): { email: string; password: string } {
+  const file = join(dataDir, "ops-account.development");
+  if (!existsSync(file)) writeSecretFile(file, JSON.stringify({ email: DEVELOPMENT_OPS_EMAIL, password: randomBytes(18).toString("base64url") }));
+  const account = JSON.parse(readFileSync(file, "utf8")) as { email: string; password: string };
+  log.warn({ email: account.email, file }, "no HAVEN_BOOTSTRAP_OPS_EMAIL: a DEVELOPMENT operations account exists, its password is in the file named here");
+  return account;
+}
+
 export async function startHaven(config: Config, log: Logger): Promise<RunningHaven> {
   const startedAt = Date.now();
   setRoomErrorHandler((error, where) => log.error({ err: error }, where === "patch" ? "a room's patch failed" : "a room timer failed"));
@@ -182,7 +200,8 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   // cluster mode: the counts are shared through Redis, on a connection of their own whose
   // commands give up after 250 ms (each node then counts alone in memory until Redis is back)
   const limits = new RequestLimits(config.limits.requests, log, mode.limitsRedis());
-  if (config.bootstrapOps) await accounts.ensureBootstrapOps(config.bootstrapOps.email, config.bootstrapOps.password);
+  const bootstrapOps = config.bootstrapOps ?? (config.env === "development" ? developmentOpsAccount(config.database.dataDir, log) : undefined);
+  if (bootstrapOps) await accounts.ensureBootstrapOps(bootstrapOps.email, bootstrapOps.password);
 
   let phase: "starting" | "ready" | "stopping" = "starting";
   server.define("emergency", EmergencyRoom);

@@ -30,6 +30,7 @@ describe("start-up", () => {
     ["HAVEN_MEDICAL_RETENTION_SWEEP_MS", "10"],
     ["REDIS_URL", "http://127.0.0.1:6379"],
     ["HAVEN_PUBLIC_ADDRESS", "127.0.0.1:2567"], // without REDIS_URL it means nothing: refused rather than ignored
+    ["HAVEN_MAP_TILE_URL", "https://tiles.example.org/'unsafe-inline'/{z}/{x}/{y}.png"], // it goes into the pages' Content-Security-Policy
   ])("a bad %s stops the process with a message naming it", async (name, value) => {
     const { code, output } = await runToExit({ [name]: value });
     expect(code).toBe(2);

@@ -14,6 +14,7 @@ import { actsForHospital, hospitalIdOfRoom, hospitalRoomId, isUuid, OPS_ROOM_ID 
 import { SEAT_SUBJECT } from "../../rooms/HavenRoom.ts";
 import { isLoopback } from "../limits/address.ts";
 import { metricsText } from "./metrics.ts";
+import { mountPages } from "./pages.ts";
 import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
 import { divertUntilProblem, divertView } from "../domain/divert.ts";
@@ -35,7 +36,7 @@ export interface ApiContext {
  * Everything else (alerts, duty, emergency and hospital calls, matchmaking) depends on rooms that
  * may not be back yet, and answers `503 UNAVAILABLE` with `Retry-After`.
  */
-const SERVED_WHEN_NOT_READY = /^\/(health|ready|metrics)$|^\/api\/(auth\/|medical-profile$)/;
+const SERVED_WHEN_NOT_READY = /^\/(health|ready|metrics|wallboard|ops)$|^\/web\/|^\/api\/(auth\/|medical-profile$)/;
 const RETRY_AFTER_SECONDS = "1";
 
 const ok = (body: unknown, status = 200): HttpResponse => ({ status, body });
@@ -385,6 +386,9 @@ export function buildApi(ctx: ApiContext): Router {
       throw new HavenError("UNAVAILABLE", `cannot ${method} ${roomId} now; retry`);
     }
   });
+
+  // ---------------------------------------------------------------- the wallboard and operations pages
+  mountPages(router, config.web, s.log);
 
   return router;
 }

@@ -22,6 +22,8 @@ export interface HttpResponse {
   body?: unknown;
   /** Sent as is (text/plain unless a content-type header says otherwise). */
   text?: string;
+  /** Sent as is, with the content-type header the handler sets (static files). */
+  bytes?: Buffer;
 }
 
 export type RouteHandler = (req: HttpRequest, params: Record<string, string>) => Promise<HttpResponse> | HttpResponse;
@@ -133,7 +135,10 @@ export function bearer(req: HttpRequest): string | undefined {
 export function serialize(res: HttpResponse): { status: number; headers: Record<string, string>; payload: Buffer } {
   const headers: Record<string, string> = { "cache-control": "no-store", "x-content-type-options": "nosniff", ...res.headers };
   let payload: Buffer;
-  if (res.text !== undefined) {
+  if (res.bytes !== undefined) {
+    headers["content-type"] ??= "application/octet-stream";
+    payload = res.bytes;
+  } else if (res.text !== undefined) {
     headers["content-type"] ??= "text/plain; charset=utf-8";
     payload = Buffer.from(res.text);
   } else if (res.body !== undefined) {
