@@ -29,6 +29,7 @@ import { buildApi } from "./http/api.ts";
 import { RequestLimits } from "./limits/requests.ts";
 import { selectTransport } from "./transport.ts";
 import { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
+import { startNotifications } from "./notify/start.ts";
 import { DutyRoom } from "../rooms/DutyRoom.ts";
 import { HospitalRoom } from "../rooms/HospitalRoom.ts";
 
@@ -138,6 +139,8 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
 
   const audit = new PgAuditLog(db.sql);
+  const medical = new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName });
+  const notifications = startNotifications({ sql: db.sql, config: config.notify, medical, node: matchMaker.processId, log });
   const emergencyMedical = new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log });
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
@@ -150,9 +153,10 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     bus: new ClusterBus(mode.presence, log),
     emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical),
     emergencyStore,
-    medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
+    medical,
     emergencyMedical,
     audit,
+    notify: notifications.service,
   };
   setServices(s);
   // an erased profile leaves the patient's live emergency at once (its key is already destroyed);
@@ -191,7 +195,9 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     .add({ name: "failover", start: () => failover.start(), stop: () => failover.stop() })
     .add({ name: "snapshot flusher", start: () => flusher.start(), stop: () => flusher.stop() })
     // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
-    .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log));
+    .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log))
+    // every node delivers the outbox; a message is claimed by one node at a time
+    .add(notifications.worker);
   mode.listen({
     reassertAssignments: () => { for (const room of s.emergencies.liveRooms()) room.reassertAssignments(); },
     relinquish: (roomId) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish(),

@@ -20,7 +20,7 @@ const quiet = { onnotice: () => {} };
 
 const TABLES = [
   "audit_log", "emergencies", "emergency_events", "emergency_snapshots", "haven_schema_migrations",
-  "hospitals", "medical_keys", "medical_profile_keys", "medical_profiles", "outbox", "refresh_tokens", "responders", "users",
+  "hospitals", "medical_keys", "medical_profile_keys", "medical_profiles", "notification_preferences", "outbox", "push_subscriptions", "refresh_tokens", "responders", "users",
 ];
 
 interface Captured { log: pino.Logger; records: Record<string, any>[] }
@@ -91,7 +91,7 @@ afterAll(async () => {
 describe("migrations", () => {
   it("create every table on an empty database, and apply nothing the second time", async () => {
     const sql = client(await freshDatabase());
-    expect(await migrate(sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"] });
+    expect(await migrate(sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert", "006_notifications"] });
     const rows = await sql<{ table_name: string }[]>`
       select table_name from information_schema.tables where table_schema = 'public' order by table_name`;
     expect(rows.map((r) => r.table_name)).toEqual(TABLES);
@@ -100,7 +100,7 @@ describe("migrations", () => {
     expect(m.checksum).toMatch(/^[0-9a-f]{64}$/);
 
     expect(await migrate(sql, silent)).toEqual({ applied: [] });
-    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(5);
+    expect((await sql`select count(*)::int as n from haven_schema_migrations`)[0].n).toBe(6);
   });
 
   it("two nodes migrating one empty database together: each migration applied once, both succeed", async () => {
@@ -128,9 +128,9 @@ describe("migrations", () => {
     release();
     await held;
     const results = await both;
-    expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"]]);
+    expect(results.map((r) => r.applied).sort()).toEqual([[], ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert", "006_notifications"]]);
     const rows = await a`select version from haven_schema_migrations order by version`;
-    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it("refuse an applied migration whose file changed", async () => {
@@ -266,7 +266,7 @@ describe("embedded PostgreSQL", () => {
     const db1 = await openDatabase(options, c1.log);
     const firstMs = Math.round(performance.now() - t);
     expect(db1.embedded).toBe(true);
-    expect(await migrate(db1.sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert"] });
+    expect(await migrate(db1.sql, silent)).toEqual({ applied: ["001_initial", "002_emergency_ownership", "003_medical_keys", "004_emergency_expiry", "005_hospital_divert", "006_notifications"] });
     const [settings] = await db1.sql`select current_setting('statement_timeout') as st, current_setting('application_name') as app, current_user as who, pg_encoding_to_char(encoding) as enc from pg_database where datname = current_database()`;
     expect(settings).toEqual({ st: "4s", app: "haven", who: "haven", enc: "UTF8" });
     await db1.sql`insert into hospitals (id, name, lat, lng, specialties, emergency_beds, icu_beds, accepting) values ('h1', 'Kenyatta', -1.3, 36.8, ${["trauma"]}, 5, 2, true)`;

@@ -5,7 +5,7 @@ import { isStaffOf } from "../../src/domain/entitlement.ts";
 import { HavenCloseCode } from "../../src/protocol/close-codes.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { services } from "../../src/services.ts";
-import { FencedError, type ClaimedEmergency } from "../../persistence/stores.ts";
+import { FencedError, type ClaimedEmergency, type OutboxMessage } from "../../persistence/stores.ts";
 import type { EmergencyState } from "../schema/EmergencyState.ts";
 import { assignEmergencyState, blankEmergencyState } from "../schema/restore.ts";
 import { Transactions, type HeldBack, type TransactionHost } from "../transactions.ts";
@@ -88,6 +88,8 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     s.log.warn({ err: error, emergencyId: roomId }, "a timed change was not committed; it will be retried");
     hospital.rearm(SYSTEM_RETRY_MS);
   });
+  // the notifications of the critical change in progress, written with its commit
+  let outbox: { messages: OutboxMessage[]; cancel: string[] } = { messages: [], cancel: [] };
   const ctx: EmergencyContext = {
     roomId, state, log: s.log,
     clock: { now: () => Date.now(), setTimeout: (fn, ms) => room.clock.setTimeout(fn, ms), setInterval: (fn, ms) => room.clock.setInterval(fn, ms) },
@@ -96,6 +98,14 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     system,
     call: (target, method, args) => matchMaker.remoteRoomCall(target, method, args),
     isRelinquished: () => room.isRelinquished(),
+    notify: (m) => {
+      if (tx.inChange) outbox.messages.push(m);
+      else s.notify.queue([m]);
+    },
+    cancelNotice: (key) => {
+      if (tx.inChange) outbox.cancel.push(key);
+      else s.notify.queue([], [key]);
+    },
   };
   const audit = (action: string, reason: string) => {
     s.audit.append({
@@ -139,9 +149,13 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
 
   const host: TransactionHost<Mark> = {
     ...room.patches,
-    mark: () => ({ state: state.toJSON() as Record<string, unknown>, seq: timeline.seq }),
+    mark: () => {
+      outbox = { messages: [], cancel: [] }; // a change starts with no notifications of its own
+      return { state: state.toJSON() as Record<string, unknown>, seq: timeline.seq };
+    },
     movedFrom: (mark) => timeline.seq !== mark.seq || JSON.stringify(state.toJSON()) !== JSON.stringify(mark.state),
     undo: (mark, keepSequence) => {
+      outbox = { messages: [], cancel: [] }; // an undone change sends nothing
       assignEmergencyState(state, mark.state);
       if (!keepSequence) timeline.seq = mark.seq;
       if (record.stateReplaced()) room.markDirty();
@@ -151,13 +165,18 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     },
     prepare: (mark, key) => {
       const { events, changed, carried } = timeline.toCommit(mark.seq, key);
-      if (changed === 0) return undefined;
+      const notices = outbox;
+      outbox = { messages: [], cancel: [] };
+      if (changed === 0 && notices.messages.length === 0 && notices.cancel.length === 0) return undefined;
       return {
         write: async (signal) => {
           if (room.isRelinquished()) throw new FencedError(roomId);
-          return s.emergencyStore.commit(roomId, room.fence, events, record.snapshot(timeline.seq), state.status, signal);
+          return s.emergencyStore.commit(roomId, room.fence, events, record.snapshot(timeline.seq), state.status, signal, notices);
         },
-        written: () => timeline.saved(carried),
+        written: () => {
+          timeline.saved(carried);
+          if (notices.messages.length > 0) s.notify.committed();
+        },
       };
     },
     commitFailed: (error) => {
