@@ -15,9 +15,9 @@ export async function writeOutbox(tx: TransactionSql, w: OutboxWrite | undefined
   if (m.length > 0) {
     await tx`
       insert into outbox (dedupe_key, channel, recipient, event, emergency_id, payload, next_attempt_at)
-      select * from unnest(${m.map((x) => x.key)}::text[], ${m.map((x) => x.channel)}::text[], ${m.map((x) => x.recipient)}::text[],
-        ${m.map((x) => x.event)}::text[], ${m.map((x) => x.emergencyId ?? null) as string[]}::uuid[], ${m.map((x) => JSON.stringify(x.payload))}::jsonb[],
-        ${m.map((x) => new Date(x.notBefore ?? Date.now()).toISOString())}::timestamptz[])
+      select k, c, r, e, id, p::jsonb, at from unnest(${m.map((x) => x.key)}::text[], ${m.map((x) => x.channel)}::text[], ${m.map((x) => x.recipient)}::text[],
+        ${m.map((x) => x.event)}::text[], ${m.map((x) => x.emergencyId ?? null) as string[]}::uuid[], ${m.map((x) => JSON.stringify(x.payload))}::text[],
+        ${m.map((x) => new Date(x.notBefore ?? Date.now()).toISOString())}::timestamptz[]) as t(k, c, r, e, id, p, at)
       on conflict (dedupe_key) do nothing`;
   }
   if (w.cancel.length > 0) {

@@ -151,7 +151,10 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     duty,
     membership,
     bus: new ClusterBus(mode.presence, log),
-    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical, {
+      notified: () => notifications.service.committed(),
+      contactCount: (patientId) => medical.emergencyContactCount(patientId),
+    }),
     emergencyStore,
     medical,
     emergencyMedical,

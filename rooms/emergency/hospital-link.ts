@@ -8,6 +8,7 @@ import { hospitalRoomId } from "../../src/domain/identity.ts";
 import { divertApplies } from "../../src/domain/divert.ts";
 import { neededSpecialties, rankHospitals } from "../../src/domain/matching.ts";
 import { isClosed } from "../../src/domain/status.ts";
+import { hospitalFallbackKey, hospitalRouted } from "../../src/notify/who.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { ReadinessItem } from "../schema/common.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
@@ -24,6 +25,8 @@ export interface HospitalLinkDeps {
   eta: EtaProvider;
   /** Staff of a hospital that was passed over leave the emergency (after the commit). */
   dismissStaff(hospitalId: string): void;
+  /** The duty phone is texted when the wallboard has not acknowledged this long after routing (default 60 s). */
+  smsFallbackMs?: number;
 }
 
 /**
@@ -109,6 +112,11 @@ export class ReceivingHospital {
     }
     ctx.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
     this.refreshEta();
+    // its webhook now, its duty phone if the wallboard has not acknowledged in time (committed with the match)
+    for (const m of hospitalRouted({
+      emergencyId: ctx.roomId, hospitalId: h.id, hospitalName: h.name, priority: state.priority, etaSeconds: link.etaSeconds,
+      notifiedAt: now, fallbackMs: this.d.smsFallbackMs ?? 60_000,
+    })) ctx.notify(m);
     this.sync(true);
     this.rearm(); // re-alerts until acknowledged, passes over when not in time
   }
@@ -155,6 +163,7 @@ export class ReceivingHospital {
       return "stays";
     }
     ctx.event("hospital_diverted", `hospital:${previous}`, reason.slice(0, 200));
+    this.cancelFallback();
     this.sync(true, "withdrawn");
     link.status = "none";
     link.id = "";
@@ -169,6 +178,7 @@ export class ReceivingHospital {
     const { ctx } = this.d;
     const link = ctx.state.hospital;
     const previous = link.id;
+    this.cancelFallback();
     this.sync(true, why === "declined" ? "declined" : "withdrawn");
     link.passedOver.push(previous);
     link.status = "none";
@@ -177,6 +187,13 @@ export class ReceivingHospital {
     ctx.event(why === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, detail || why);
     ctx.effect(() => this.d.dismissStaff(previous));
     this.match();
+  }
+
+  /** The duty phone's SMS of the current routing is no longer needed (acknowledged, passed over, closed). */
+  cancelFallback(): void {
+    const { ctx } = this.d;
+    const link = ctx.state.hospital;
+    if (link.id && link.status === "notified") ctx.cancelNotice(hospitalFallbackKey(ctx.roomId, link.id, link.notifiedAt));
   }
 
   requireReceiving(hospitalId: string): void {
@@ -188,6 +205,7 @@ export class ReceivingHospital {
     const { ctx } = this.d;
     const link = ctx.state.hospital;
     if (link.status !== "acknowledged") {
+      this.cancelFallback();
       link.status = "acknowledged";
       link.acknowledgedAt = ctx.clock.now();
       this.clearTimers();

@@ -61,6 +61,8 @@ export interface AlertRecord extends AlertNote {
   lng: number;
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
+  /** Emergency contacts of the patient (with consent) when the alert was raised: told of it, and of the handover. */
+  contacts?: number;
 }
 
 /** An emergency's state as its alert left it, from its record in Postgres. */
@@ -81,7 +83,7 @@ export function alertState(id: string, claimed: ClaimedEmergency): { state: Emer
 }
 
 /** Builds the parts of an emergency over its state and wires them to each other and to the room. */
-export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState, keys: { clinical: KeyObject; profile?: KeyObject }): EmergencyParts {
+export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState, keys: { clinical: KeyObject; profile?: KeyObject }, alert?: AlertRecord): EmergencyParts {
   const s = services();
   const roomId = room.roomId;
   const system = (action: () => void): Promise<void> => tx.run(null, undefined, action).catch((error) => {
@@ -124,7 +126,7 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     },
   });
   const hospital: ReceivingHospital = new ReceivingHospital({
-    ctx, config: s.config.hospitals, hospitals: s.hospitals, eta: s.eta,
+    ctx, config: s.config.hospitals, hospitals: s.hospitals, eta: s.eta, smsFallbackMs: s.config.notify.hospitalSmsFallbackMs,
     dismissStaff: (hospitalId) => {
       for (const c of room.clients) if (isStaffOf(c.auth, hospitalId)) c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
     },
@@ -138,7 +140,7 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     expire: (reason) => tx.run(null, undefined, () => changes.expire(reason)),
   });
   const changes: EmergencyChanges = new EmergencyChanges({
-    ctx, record, dispatch, hospital, escalation, duty: s.duty, closeGraceMs: s.config.closeGraceMs, audit,
+    ctx, record, dispatch, hospital, escalation, duty: s.duty, closeGraceMs: s.config.closeGraceMs, audit, contactCount: alert?.contacts ?? 0,
     disconnect: () => void room.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}),
   });
 

@@ -26,7 +26,8 @@ export class PushChannel implements Channel {
         vapidDetails: this.vapid, TTL: 300, urgency: "high", topic: d.key.replace(/[^A-Za-z0-9_-]/g, "").slice(-32),
       });
       try {
-        const r = await fetch(details.endpoint, { method: details.method, headers: details.headers as Record<string, string>, body: details.body as Buffer, signal });
+        const headers = { ...(details.headers as Record<string, string>), "idempotency-key": d.key };
+        const r = await fetch(details.endpoint, { method: details.method, headers, body: details.body as Buffer, signal });
         await r.arrayBuffer().catch(() => undefined);
         if (r.status >= 200 && r.status < 300) return;
         failures.push(`push service answered ${r.status}`);
