@@ -29,6 +29,8 @@ export interface AlertInput {
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
   note?: string;
+  /** Where the patient's status replies go (`tel:…`: an alert by SMS or USSD). */
+  replyTo?: string;
 }
 
 const UNIQUE_VIOLATION = "23505";
@@ -161,6 +163,7 @@ export class EmergencyRegistry {
       lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority,
       sealedNote: alert.note ? medical.seal(alert.note, clinical.key, id, PART.event(1)).toString("base64") : undefined,
       contacts,
+      replyTo: alert.replyTo,
     };
     // the alert is committed before anyone hears of it
     try {

@@ -45,6 +45,8 @@ export interface EmergencyContext {
   notify(m: OutboxMessage): void;
   /** Makes a queued notification moot (by its key) if it was not sent yet, the same way. */
   cancelNotice(key: string): void;
+  /** A patient who alerted by SMS or USSD is told, by SMS, how things stand after `moment` (named once per emergency). */
+  tellPatient?(moment: string): void;
   /** Another node holds the emergency now: nothing more is done from here. */
   isRelinquished(): boolean;
 }

@@ -204,6 +204,7 @@ export class Dispatch {
     if (status !== state.status) state.status = status;
     if (state.times.enRouteAt === 0) state.times.enRouteAt = now;
     ctx.event("responder_assigned", `${kind}:${userId}`, "", now);
+    ctx.tellPatient?.(`assigned:${userId}`);
     this.updateView();
     this.d.onAssigned?.(kind);
     return { ok: true, emergencyId: ctx.roomId };

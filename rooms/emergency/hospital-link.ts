@@ -117,6 +117,7 @@ export class ReceivingHospital {
       emergencyId: ctx.roomId, hospitalId: h.id, hospitalName: h.name, priority: state.priority, etaSeconds: link.etaSeconds,
       notifiedAt: now, fallbackMs: this.d.smsFallbackMs ?? 60_000,
     })) ctx.notify(m);
+    ctx.tellPatient?.(`hospital:${h.id}:${now}`);
     this.sync(true);
     this.rearm(); // re-alerts until acknowledged, passes over when not in time
   }

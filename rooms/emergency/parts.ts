@@ -17,6 +17,7 @@ import { ReceivingHospital } from "./hospital-link.ts";
 import { MedicalRecord, type AlertNote } from "./medical-record.ts";
 import { Timeline } from "./timeline.ts";
 import { VitalsStream } from "./vitals.ts";
+import { statusToPatient } from "../../src/notify/who.ts";
 
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
@@ -63,6 +64,8 @@ export interface AlertRecord extends AlertNote {
   priority?: "critical" | "high" | "medium";
   /** Emergency contacts of the patient (with consent) when the alert was raised: told of it, and of the handover. */
   contacts?: number;
+  /** Where status replies go when the alert came by SMS or USSD (`tel:…`). */
+  replyTo?: string;
 }
 
 /** An emergency's state as its alert left it, from its record in Postgres. */
@@ -103,6 +106,12 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     notify: (m) => {
       if (tx.inChange) outbox.messages.push(m);
       else s.notify.queue([m]);
+    },
+    tellPatient: (moment) => {
+      if (!alert?.replyTo) return;
+      const responder = [...state.firstAiders.values(), ...state.ambulance.values()][0]?.name ?? "";
+      const eta = state.hospital.etaSeconds >= 0 && state.hospital.id ? Math.max(1, Math.round(state.hospital.etaSeconds / 60)) : "";
+      ctx.notify(statusToPatient({ emergencyId: roomId, replyTo: alert.replyTo, moment, params: { status: state.status, responder, eta, hospital: state.hospital.name } }));
     },
     cancelNotice: (key) => {
       if (tx.inChange) outbox.cancel.push(key);

@@ -355,7 +355,7 @@ export function buildApi(ctx: ApiContext): Router {
   });
 
   // ---------------------------------------------------------------- notifications
-  notificationRoutes(router, principalOf);
+  notificationRoutes(router, principalOf, limits);
 
   // ---------------------------------------------------------------- matchmaking (join existing rooms only)
   router.on("POST", "/matchmake/:method/:roomId", async (req, { method, roomId }) => {

@@ -1,4 +1,7 @@
 import type { Principal } from "../auth/tokens.ts";
+import type { RequestLimits } from "../limits/requests.ts";
+import { Inbound, type InboundSms, type InboundUssd } from "../notify/inbound.ts";
+import { check, compileSchema } from "../protocol/validate.ts";
 import { normalisePhone } from "../notify/phone.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { validate } from "../protocol/validate.ts";
@@ -31,7 +34,7 @@ export function phoneField(raw: string, field: string): string {
  * Notification settings over HTTP: each account's language and channels, its devices' Web Push
  * subscriptions, and a hospital's duty phone and webhook.
  */
-export function notificationRoutes(router: Router, principalOf: (req: HttpRequest) => Promise<Principal>): void {
+export function notificationRoutes(router: Router, principalOf: (req: HttpRequest) => Promise<Principal>, limits: RequestLimits): void {
   const s = services();
   const account = async (req: HttpRequest): Promise<Principal> => {
     const p = await principalOf(req);
@@ -73,4 +76,53 @@ export function notificationRoutes(router: Router, principalOf: (req: HttpReques
     });
     return { status: 200, body: { id, dutyPhone: contact.dutyPhone ?? null, webhookUrl: contact.webhookUrl ?? null } };
   });
+
+  // ---------------------------------------------------------------- the SMS gateway's callbacks
+  const inbound = new Inbound(limits);
+  const gateway = (req: HttpRequest): Record<string, string> => {
+    inbound.verifyGateway(req.ip, req.query.get("secret") ?? req.headers["x-haven-gateway-secret"]);
+    return formBody(req);
+  };
+  router.on("POST", "/api/gateway/sms", async (req) => {
+    const form = gateway(req);
+    check(SMS_CALLBACK, form);
+    const r = await inbound.sms(form as unknown as InboundSms);
+    return { status: 200, body: { ok: true, emergencyId: r.emergencyId ?? null, joined: r.joined ?? false } };
+  });
+  router.on("POST", "/api/gateway/ussd", async (req) => {
+    const form = gateway(req);
+    check(USSD_CALLBACK, form);
+    try {
+      return { status: 200, text: await inbound.ussd(form as unknown as InboundUssd) };
+    } catch (error) {
+      // the phone shows the last screen; the gateway is not asked to retry a session
+      if ((error as HavenError).code === "UNAVAILABLE") return { status: 200, text: "END Haven is unavailable. Call 999 or 112." };
+      throw error;
+    }
+  });
 }
+
+/** A form-encoded body (the gateway's callbacks), each field once. */
+function formBody(req: HttpRequest): Record<string, string> {
+  const type = req.headers["content-type"] ?? "";
+  if (!/^application\/x-www-form-urlencoded\b/i.test(type)) throw new HavenError("UNSUPPORTED_MEDIA_TYPE", "send the callback as application/x-www-form-urlencoded");
+  const form: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(req.body?.toString("utf8") ?? "")) {
+    if (k in form) throw new HavenError("INVALID_PAYLOAD", `${k} is given twice`, [{ field: k, rule: "once", message: `${k} is given twice` }]);
+    form[k] = v;
+  }
+  return form;
+}
+
+const field = (max: number, optional = false) => ({ type: "string", max, optional, trim: false }) as const;
+const SMS_CALLBACK = compileSchema({
+  $$strict: true,
+  from: { type: "string", min: 3, max: 20 }, to: field(20), text: field(480), date: field(40, true),
+  id: { type: "string", min: 1, max: 100, pattern: /^[A-Za-z0-9_.:-]+$/ }, linkId: field(100, true),
+  networkCode: field(10, true), cost: field(40, true),
+});
+const USSD_CALLBACK = compileSchema({
+  $$strict: true,
+  sessionId: { type: "string", min: 1, max: 100, pattern: /^[A-Za-z0-9_.:-]+$/ }, serviceCode: field(40),
+  phoneNumber: { type: "string", min: 3, max: 20 }, networkCode: field(10, true), text: field(400),
+});

@@ -47,7 +47,31 @@ export const TEMPLATES = {
     en: "Haven: {status}. Responder: {responder}. ETA {eta} min. Hospital: {hospital}.",
     sw: "Haven: {status}. Mhudumu: {responder}. Atafika baada ya dakika {eta}. Hospitali: {hospital}.",
   },
+  /** A text to the inbound number that Haven did not understand. */
+  sms_usage: {
+    en: "Haven: to raise an emergency, text HELP, what happened and where you are (e.g. HELP accident near Kencom). Text STATUS for news of your alert.",
+    sw: "Haven: kutuma ombi la dharura, tuma MSAADA, kilichotokea na ulipo (mfano MSAADA ajali karibu na Kencom). Tuma HALI kupata habari za ombi lako.",
+  },
+  /** An alert by SMS or USSD that could not be raised (the caller's limit is spent, or the service is down). */
+  alert_refused: {
+    en: "Haven: your alert could not be raised ({reason}). If you can, call 999 or 112 now.",
+    sw: "Haven: ombi lako halikuweza kutumwa ({reason}). Ikiwezekana, piga 999 au 112 sasa.",
+  },
 } as const satisfies Record<string, Record<Language, string>>;
+
+/** Words a parameter named `status` is translated by (an emergency's status). */
+const STATUS_WORDS: Record<Language, Record<string, string>> = {
+  en: {
+    alerted: "Alert received, looking for a responder", dispatched: "A responder is on the way", on_scene: "A responder is with you",
+    transporting: "On the way to hospital", at_hospital: "At the hospital", handed_over: "Handed over to the hospital",
+    cancelled: "Alert cancelled", expired: "Alert closed", none: "You have no open alert",
+  },
+  sw: {
+    alerted: "Ombi limepokelewa, tunatafuta mhudumu", dispatched: "Mhudumu yuko njiani", on_scene: "Mhudumu yuko nawe",
+    transporting: "Njiani kwenda hospitali", at_hospital: "Hospitalini", handed_over: "Umekabidhiwa hospitali",
+    cancelled: "Ombi limesitishwa", expired: "Ombi limefungwa", none: "Huna ombi lililo wazi",
+  },
+};
 
 export type TemplateEvent = keyof typeof TEMPLATES;
 export type TemplateParams = Record<string, string | number>;
@@ -59,7 +83,7 @@ export function isTemplateEvent(event: string): event is TemplateEvent {
 /** The text of `event` in `language` with its parameters filled in (an SMS's text, a push's body). */
 export function render(event: TemplateEvent, language: Language, params: TemplateParams): string {
   return TEMPLATES[event][language].replace(/\{([a-z]+)\}/g, (_, name: string) => {
-    const v = params[name];
+    const v = name === "status" ? STATUS_WORDS[language][String(params.status)] ?? params.status : params[name];
     return v === undefined || v === "" ? "-" : String(v).slice(0, 80);
   });
 }

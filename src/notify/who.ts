@@ -62,3 +62,8 @@ export function opsEscalation(o: { emergencyId: string; reason: string; priority
     key: `ops:${o.emergencyId}:${o.reason}:${channel}`, channel, recipient: "ops", event: "ops_escalation", emergencyId: o.emergencyId, payload: { params },
   }));
 }
+
+/** A patient who alerted by SMS or USSD hears how things stand, by SMS, at each moment that changes it (a responder assigned, a hospital chosen). */
+export function statusToPatient(o: { emergencyId: string; replyTo: string; moment: string; params: Record<string, string | number> }): OutboxMessage {
+  return { key: `status:${o.emergencyId}:${o.moment}`, channel: "sms", recipient: o.replyTo, event: "status_update", emergencyId: o.emergencyId, payload: { params: o.params } };
+}
