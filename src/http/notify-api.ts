@@ -1,7 +1,7 @@
 import type { Principal } from "../auth/tokens.ts";
 import type { RequestLimits } from "../limits/requests.ts";
 import { Inbound, type InboundSms, type InboundUssd } from "../notify/inbound.ts";
-import { check, compileSchema } from "../protocol/validate.ts";
+import { check, compileSchema, isCleanText } from "../protocol/validate.ts";
 import { normalisePhone } from "../notify/phone.ts";
 import { HavenError } from "../protocol/errors.ts";
 import { validate } from "../protocol/validate.ts";
@@ -106,9 +106,10 @@ export function notificationRoutes(router: Router, principalOf: (req: HttpReques
 function formBody(req: HttpRequest): Record<string, string> {
   const type = req.headers["content-type"] ?? "";
   if (!/^application\/x-www-form-urlencoded\b/i.test(type)) throw new HavenError("UNSUPPORTED_MEDIA_TYPE", "send the callback as application/x-www-form-urlencoded");
-  const form: Record<string, string> = {};
+  const form: Record<string, string> = Object.create(null); // a field named __proto__ is a field like any other
   for (const [k, v] of new URLSearchParams(req.body?.toString("utf8") ?? "")) {
     if (k in form) throw new HavenError("INVALID_PAYLOAD", `${k} is given twice`, [{ field: k, rule: "once", message: `${k} is given twice` }]);
+    if (!isCleanText(v)) throw new HavenError("INVALID_PAYLOAD", `${k.slice(0, 40)} is not clean text`, [{ field: k.slice(0, 40), rule: "text", message: "not clean text" }]);
     form[k] = v;
   }
   return form;
