@@ -1,6 +1,6 @@
 import type postgres from "postgres";
 import type { Sql } from "./client.ts";
-import type { ClaimedMessage, OutboxStatus, OutboxStore, OutboxWrite } from "./stores.ts";
+import type { ClaimedMessage, OutboxRow, OutboxStatus, OutboxStore, OutboxWrite } from "./stores.ts";
 
 type TransactionSql = postgres.TransactionSql<{}> | Sql;
 
@@ -68,6 +68,28 @@ export class PgOutboxStore implements OutboxStore {
           update outbox set status = ${outcome.status}, finished_at = now(),
             delivered_at = ${outcome.status === "delivered" ? new Date() : null}, last_error = ${outcome.error?.slice(0, 500) ?? null}
           where id = ${m.id} and claimed_by = ${node} and attempts = ${m.attempts} and status = 'pending' returning id`;
+    return rows.length === 1;
+  }
+
+  async list(status: OutboxStatus, limit: number): Promise<OutboxRow[]> {
+    const rows = await this.sql<{
+      id: string; dedupe_key: string; channel: OutboxRow["channel"]; recipient: string; event: string; emergency_id: string | null; status: OutboxStatus;
+      attempts: number; last_error: string | null; created_at: Date; next_attempt_at: Date; finished_at: Date | null;
+    }[]>`
+      select id, dedupe_key, channel, recipient, event, emergency_id, status, attempts, last_error, created_at, next_attempt_at, finished_at
+      from outbox where status = ${status} order by id desc limit ${limit}`;
+    return rows.map((r) => ({
+      id: String(r.id), key: r.dedupe_key, channel: r.channel, recipient: r.recipient, event: r.event, emergencyId: r.emergency_id ?? undefined,
+      status: r.status, attempts: r.attempts, lastError: r.last_error ?? undefined, createdAt: r.created_at.getTime(),
+      nextAttemptAt: r.next_attempt_at.getTime(), finishedAt: r.finished_at?.getTime(),
+    }));
+  }
+
+  async requeue(id: string): Promise<boolean> {
+    if (!/^\d{1,18}$/.test(id)) return false;
+    const rows = await this.sql`
+      update outbox set status = 'pending', attempts = 0, next_attempt_at = now(), finished_at = null, claimed_by = null
+      where id = ${id} and status in ('dead', 'skipped') returning id`;
     return rows.length === 1;
   }
 

@@ -258,6 +258,12 @@ export interface ClaimedMessage extends OutboxMessage {
 
 export type OutboxStatus = "pending" | "delivered" | "dead" | "cancelled" | "skipped";
 
+/** A message as operations sees it (its recipient as written: a target, never a resolved address). */
+export interface OutboxRow {
+  id: string; key: string; channel: NotifyChannel; recipient: string; event: string; emergencyId?: string;
+  status: OutboxStatus; attempts: number; lastError?: string; createdAt: number; nextAttemptAt: number; finishedAt?: number;
+}
+
 /** The outbox (table `outbox`): written with the changes that cause its messages, drained by every node's worker. */
 export interface OutboxStore {
   /** Queues messages and cancels others outside any change (what causes them is not itself recorded). */
@@ -269,6 +275,10 @@ export interface OutboxStore {
   claim(node: string, limit: number, leaseMs: number): Promise<ClaimedMessage[]>;
   /** The outcome of attempt `m.attempts` by `node`; ignored when another node claimed it since. */
   finish(m: ClaimedMessage, node: string, outcome: { status: "delivered" | "dead" | "skipped"; error?: string } | { status: "pending"; retryInMs: number; error: string }): Promise<boolean>;
+  /** The newest messages of a status, for operations. */
+  list(status: OutboxStatus, limit: number): Promise<OutboxRow[]>;
+  /** A dead or skipped message is due again now, its attempts counted from zero; false when there is no such message in those states. */
+  requeue(id: string): Promise<boolean>;
   /** Messages waiting (pending) and dead-lettered, by channel, for /metrics (both read from partial indexes). */
   counts(): Promise<{ status: OutboxStatus; channel: string; n: number }[]>;
 }

@@ -214,6 +214,7 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
     { name: "notification preferences", method: "PUT", path: "/api/notifications/preferences", schema: "notificationPreferences", token: () => patientC.token, domain: [] },
     // an endpoint that matches the pattern but is no URL (`http://[`) is refused as INVALID_PAYLOAD
     { name: "push subscription", method: "POST", path: "/api/notifications/push-subscriptions", schema: "pushSubscription", token: () => patientC.token, domain: ["INVALID_PAYLOAD"] },
+    { name: "ops outbox retry", method: "POST", path: route((id) => `/api/ops/outbox/${id}/retry`, "1", "999999"), schema: "empty", token: () => ops.token, domain: ["NOT_FOUND"] },
     {
       name: "hospital contact", method: "PUT", path: route((id) => `/api/hospitals/${id}/contact`, "knh", "aga-khan"), schema: "hospitalContact", token: () => ops.token,
       domain: ["HOSPITAL_NOT_FOUND", "INVALID_PAYLOAD"],
@@ -316,7 +317,7 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
     }, 120_000);
   }
 
-  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById", "matchmake reconnect", "notification preferences", "push subscription", "hospital contact"]) {
+  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById", "matchmake reconnect", "notification preferences", "push subscription", "hospital contact", "ops outbox retry"]) {
     it(`${name}: random, boundary and hostile bodies and path segments`, async () => {
       await fuzzEndpoint(endpoints().find((e) => e.name === name)!);
     }, 120_000);

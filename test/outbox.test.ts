@@ -1,6 +1,6 @@
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freshDatabase, sleep, startHaven, until, type Haven } from "./harness.ts";
+import { OPS, account, freshDatabase, login, sleep, startHaven, until, type Haven } from "./harness.ts";
 import { Gateway } from "./notify-kit.ts";
 import { backoffMs } from "../src/notify/backoff.ts";
 
@@ -112,6 +112,25 @@ describe("the outbox worker", () => {
     expect(gw.attemptsOf("refused-1")).toHaveLength(1);
     expect(await settled(sql, "refused-1")).toMatchObject({ status: "dead", attempts: 1 });
     expect(await metricsOf(h)).toMatch(/haven_outbox_messages\{status="dead",channel="webhook"\} [1-9]/);
+  });
+
+  it("operations lists dead letters with their last error, and sends one again once the receiver is back", async () => {
+    const ops = await login(h, OPS.email, OPS.password);
+    const listed = await h.http("GET", "/api/ops/outbox?status=dead&limit=10", undefined, ops.token);
+    expect(listed.status).toBe(200);
+    const dead = listed.body.messages.find((m: any) => m.key === "dead-1");
+    expect(dead).toMatchObject({ status: "dead", attempts: 6, channel: "webhook", event: "ops_escalation", lastError: "the webhook receiver answered 500" });
+    const patient = await account(h, "patient");
+    expect((await h.http("GET", "/api/ops/outbox", undefined, patient.token)).body.code).toBe("FORBIDDEN");
+    expect((await h.http("POST", `/api/ops/outbox/${dead.id}/retry`, {}, patient.token)).body.code).toBe("FORBIDDEN");
+    expect((await h.http("GET", "/api/ops/outbox?status=lost", undefined, ops.token)).body.code).toBe("INVALID_PAYLOAD");
+    expect((await h.http("POST", "/api/ops/outbox/999999999/retry", {}, ops.token)).body.code).toBe("NOT_FOUND");
+
+    gw.failPaths.delete("/down");
+    expect((await h.http("POST", `/api/ops/outbox/${dead.id}/retry`, {}, ops.token)).body).toEqual({ id: dead.id, status: "pending" });
+    await until(() => gw.accepted().some((a) => a.key === "dead-1"), 3000, "sent again");
+    expect(await settled(sql, "dead-1")).toMatchObject({ status: "delivered", attempts: 1 });
+    expect((await h.http("POST", `/api/ops/outbox/${dead.id}/retry`, {}, ops.token)).body.code).toBe("NOT_FOUND"); // delivered: nothing to retry
   });
 
   it("skips a message whose recipient has no address on its channel", async () => {

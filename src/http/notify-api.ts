@@ -77,6 +77,33 @@ export function notificationRoutes(router: Router, principalOf: (req: HttpReques
     return { status: 200, body: { id, dutyPhone: contact.dutyPhone ?? null, webhookUrl: contact.webhookUrl ?? null } };
   });
 
+  // ---------------------------------------------------------------- operations: the outbox
+  router.on("GET", "/api/ops/outbox", async (req) => {
+    const p = await principalOf(req);
+    if (p.role !== "ops_admin") throw new HavenError("FORBIDDEN", "the outbox is for operations");
+    const status = req.query.get("status") ?? "dead";
+    const limit = Number(req.query.get("limit") ?? 50);
+    const bad = [
+      !OUTBOX_STATUSES.includes(status as never) && `status must be one of ${OUTBOX_STATUSES.join(", ")}`,
+      !(Number.isInteger(limit) && limit >= 1 && limit <= 200) && "limit must be an integer from 1 to 200",
+    ].filter(Boolean);
+    if (bad.length) throw new HavenError("INVALID_PAYLOAD", bad.join("; "));
+    const rows = await s.notify.store.list(status as (typeof OUTBOX_STATUSES)[number], limit);
+    // a caller's number (an alert by SMS or USSD) is shown without its last digits
+    return { status: 200, body: { messages: rows.map((r) => ({ ...r, recipient: r.recipient.startsWith("tel:") ? `${r.recipient.slice(0, -4)}****` : r.recipient })) } };
+  });
+  router.on("POST", "/api/ops/outbox/:id/retry", async (req, { id }) => {
+    const p = await principalOf(req);
+    if (p.role !== "ops_admin") throw new HavenError("FORBIDDEN", "the outbox is for operations");
+    validate("outboxRetry", jsonBody(req));
+    if (!(await s.notify.store.requeue(id))) throw new HavenError("NOT_FOUND", "no dead or skipped message with this id");
+    await s.audit.append({
+      at: new Date(), actor: p.sub, actorRole: p.role, action: "outbox.retry", subject: id, breakGlass: false, node: s.config.nodeName, outcome: "ok",
+    });
+    s.notify.committed();
+    return { status: 200, body: { id, status: "pending" } };
+  });
+
   // ---------------------------------------------------------------- the SMS gateway's callbacks
   const inbound = new Inbound(limits);
   const gateway = (req: HttpRequest): Record<string, string> => {
@@ -114,6 +141,8 @@ function formBody(req: HttpRequest): Record<string, string> {
   }
   return form;
 }
+
+const OUTBOX_STATUSES = ["pending", "delivered", "dead", "cancelled", "skipped"] as const;
 
 const field = (max: number, optional = false) => ({ type: "string", max, optional, trim: false }) as const;
 const SMS_CALLBACK = compileSchema({

@@ -182,6 +182,7 @@ const schemas = {
       },
     },
   },
+  outboxRetry: { $$strict: true },
   hospitalContact: {
     $$strict: true,
     dutyPhone: { type: "string", max: 20, pattern: /^\+?[0-9]{7,15}$/, optional: true },
