@@ -48,6 +48,7 @@ export class OutboxWorker implements Worker {
   private soon?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = true;
+  private countedAt = 0;
 
   constructor(deps: OutboxWorkerDeps) {
     this.d = deps;
@@ -88,7 +89,11 @@ export class OutboxWorker implements Worker {
       if (batch.length < config.worker.batch) break;
       await new Promise((r) => setImmediate(r)); // let sockets run between batches
     }
-    notifyStats.backlog = await store.counts();
+    // the backlog gauge: read at most every ten polls (at most every 10 s)
+    if (Date.now() - this.countedAt >= Math.min(10_000, config.worker.pollMs * 10)) {
+      this.countedAt = Date.now();
+      notifyStats.backlog = await store.counts();
+    }
   }
 
   private async deliver(m: ClaimedMessage): Promise<void> {
