@@ -181,4 +181,20 @@ describe("the gateway's callbacks", () => {
     const unknownOps = await h.http("GET", "/api/emergency/00000000-0000-4000-8000-000000000000/status", undefined, ops.token);
     expect(unknownOps.status).toBe(404);
   });
+
+  it("with an address allowlist, refuses a callback from anywhere else even with the secret; with neither, refuses every callback", async () => {
+    const allow = await startHaven({ HAVEN_GATEWAY_INBOUND_SECRET: SECRET, HAVEN_GATEWAY_INBOUND_ALLOWLIST: "198.51.100.7" });
+    const none = await startHaven({});
+    try {
+      const form = new URLSearchParams({ from: "+254722100008", to: "40404", text: "HELP", id: "ATXid_allow1" }).toString();
+      for (const [target, secret] of [[allow, SECRET], [none, SECRET], [none, ""]] as const) {
+        const r = await fetch(`${target.url}/api/gateway/sms?secret=${secret}`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form });
+        expect(r.status).toBe(403);
+        expect((await r.json()).code).toBe("FORBIDDEN");
+      }
+    } finally {
+      await allow.stop();
+      await none.stop();
+    }
+  });
 });
