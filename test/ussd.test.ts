@@ -190,7 +190,7 @@ describe("the gateway's callbacks", () => {
       for (const [target, secret] of [[allow, SECRET], [none, SECRET], [none, ""]] as const) {
         const r = await fetch(`${target.url}/api/gateway/sms?secret=${secret}`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: form });
         expect(r.status).toBe(403);
-        expect((await r.json()).code).toBe("FORBIDDEN");
+        expect(((await r.json()) as { code: string }).code).toBe("FORBIDDEN");
       }
     } finally {
       await allow.stop();
