@@ -77,7 +77,8 @@ export class Inbound {
         await reply(r.joined ? "status_update" : "alert_received", r.joined ? await this.statusParams(caller, r.emergencyId) : {});
         return r;
       } catch (error) {
-        await reply("alert_refused", { reason: (error as HavenError).code === "RATE_LIMITED" || (error as HavenError).code === "BYPASS_USED" ? "limit" : "unavailable" });
+        // the caller hears why (when the database can record the reply at all), and the gateway gets the refusal
+        await reply("alert_refused", { reason: (error as HavenError).code === "RATE_LIMITED" || (error as HavenError).code === "BYPASS_USED" ? "limit" : "unavailable" }).catch(() => undefined);
         throw error;
       }
     }
