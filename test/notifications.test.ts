@@ -27,8 +27,8 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
     HAVEN_VAPID_PUBLIC_KEY: vapid.publicKey, HAVEN_VAPID_PRIVATE_KEY: vapid.privateKey, HAVEN_VAPID_SUBJECT: "mailto:ops@haven.test",
     HAVEN_OPS_DUTY_PHONE: OPS_PHONE, HAVEN_OPS_WEBHOOK_URL: `${gw.url}/ops`,
     HAVEN_OUTBOX_POLL_MS: "20", HAVEN_OUTBOX_BACKOFF_BASE_MS: "50",
-    HAVEN_HOSPITAL_SMS_FALLBACK_MS: "1500", HAVEN_HOSPITAL_ACK_TIMEOUT_MS: "30000", HAVEN_HOSPITAL_REALERT_INTERVAL_MS: "5000",
-    HAVEN_RESPONDER_SMS_DELAY_MS: "800", HAVEN_ESCALATE_NO_RESPONDER_MS: "3000",
+    HAVEN_HOSPITAL_SMS_FALLBACK_MS: "4000", HAVEN_HOSPITAL_ACK_TIMEOUT_MS: "30000", HAVEN_HOSPITAL_REALERT_INTERVAL_MS: "5000",
+    HAVEN_RESPONDER_SMS_DELAY_MS: "2000", HAVEN_ESCALATE_NO_RESPONDER_MS: "3000",
     ...extra,
   };
 }
@@ -83,7 +83,7 @@ describe("the receiving hospital", () => {
     const board = await join(h, staff.token, `hospital-${hospitalA}`);
     await board.request("acknowledge", { emergencyId: a.id });
 
-    await until(() => forEmergency(b.id).some((r) => r.kind === "sms"), 5000, "b's duty phone texted");
+    await until(() => forEmergency(b.id).some((r) => r.kind === "sms"), 10_000, "b's duty phone texted");
     await sleep(1500); // well past a's fallback time too
     const routedA = forEmergency(a.id).filter((r) => r.kind === "webhook");
     expect(routedA).toHaveLength(1);
@@ -188,20 +188,22 @@ describe("a responder whose app is away", () => {
     const offerOf = (r: typeof r1) => ([...r.duty.state.offers.values()] as any[]).find((o) => o.emergencyId === id).id as string;
     const [o1, o2, o3] = [offerOf(r1), offerOf(r2), offerOf(r3)];
 
+    const wentAway = Date.now();
     away(r1.duty);
     await until(() => gw.accepted("push").some((x) => x.key === `offer:${o1}:push`), 3000, "r1 pushed");
-    await until(() => gw.accepted("sms").some((x) => x.key === `offer:${o1}:sms`), 3000, "r1 texted after the push");
+    await until(() => gw.accepted("sms").some((x) => x.key === `offer:${o1}:sms`), 6000, "r1 texted after the push");
     const sms1 = gw.attemptsOf(`offer:${o1}:sms`);
     expect(sms1).toHaveLength(1);
     expect(sms1[0].to).toBe("+254711000101");
     expect(sms1[0].text).toMatch(/^Haven: an emergency \d+ m from you needs help/);
-    expect(sms1[0].at - gw.attemptsOf(`offer:${o1}:push`)[0].at).toBeGreaterThanOrEqual(700);
+    expect(sms1[0].at - wentAway).toBeGreaterThanOrEqual(1990); // not before HAVEN_RESPONDER_SMS_DELAY_MS
+    expect(gw.attemptsOf(`offer:${o1}:push`)[0].at).toBeLessThan(sms1[0].at); // the push first
 
     // r2 goes away, and r3 (in the app) accepts before r2's SMS is due: r2 gets the push only
     away(r2.duty);
     await until(() => gw.accepted("push").some((x) => x.key === `offer:${o2}:push`), 3000, "r2 pushed");
     await r3.duty.request("accept_offer", { offerId: o3 });
-    await sleep(1500);
+    await sleep(2500);
     expect(gw.attemptsOf(`offer:${o2}:sms`)).toHaveLength(0);
     expect(gw.attemptsOf(`offer:${o3}:push`)).toHaveLength(0); // r3 was in the app
   });
