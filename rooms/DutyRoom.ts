@@ -128,13 +128,20 @@ export class DutyRoom extends HavenRoom<DutyState> {
 
   /** Offers made while the app is away reach the responder by push, then by SMS (src/notify/who.ts). */
   private tellAway(offers: { id: string; emergencyId: string; distanceM: number }[]): void {
+    if (offers.length === 0) return;
     const { notify, config } = services();
-    const now = Date.now();
-    const messages = offers.flatMap((o) => offerToAwayResponder({
-      offerId: o.id, responderId: this.responderId, emergencyId: o.emergencyId, distanceM: o.distanceM, now, smsDelayMs: config.notify.responderSmsDelayMs,
-    }));
-    for (const o of offers) this.toldAway.add(o.id);
-    if (messages.length > 0) notify.queue(messages);
+    // a responder who chose SMS only is texted at once; otherwise pushed, then texted if still away
+    void notify.directory.preferences(this.responderId).catch(() => undefined).then((prefs) => {
+      const push = !prefs || prefs.channels.includes("push");
+      const now = Date.now();
+      const open = offers.filter((o) => this.state.offers.has(o.id)); // not settled meanwhile
+      const messages = open.flatMap((o) => offerToAwayResponder({
+        offerId: o.id, responderId: this.responderId, emergencyId: o.emergencyId, distanceM: o.distanceM, now, push,
+        smsDelayMs: push ? config.notify.responderSmsDelayMs : 0,
+      }));
+      for (const o of open) this.toldAway.add(o.id);
+      if (messages.length > 0) notify.queue(messages);
+    });
   }
 
   private settle(offerId: string, emergencyId: string, outcome: "accepted" | "declined" | "withdrawn"): void {

@@ -28,7 +28,7 @@ function env(extra: Record<string, string> = {}): Record<string, string> {
     HAVEN_OPS_DUTY_PHONE: OPS_PHONE, HAVEN_OPS_WEBHOOK_URL: `${gw.url}/ops`,
     HAVEN_OUTBOX_POLL_MS: "20", HAVEN_OUTBOX_BACKOFF_BASE_MS: "50",
     HAVEN_HOSPITAL_SMS_FALLBACK_MS: "4000", HAVEN_HOSPITAL_ACK_TIMEOUT_MS: "30000", HAVEN_HOSPITAL_REALERT_INTERVAL_MS: "5000",
-    HAVEN_RESPONDER_SMS_DELAY_MS: "2000", HAVEN_ESCALATE_NO_RESPONDER_MS: "3000",
+    HAVEN_RESPONDER_SMS_DELAY_MS: "5000", HAVEN_ESCALATE_NO_RESPONDER_MS: "3000",
     ...extra,
   };
 }
@@ -191,21 +191,46 @@ describe("a responder whose app is away", () => {
     const wentAway = Date.now();
     away(r1.duty);
     await until(() => gw.accepted("push").some((x) => x.key === `offer:${o1}:push`), 3000, "r1 pushed");
-    await until(() => gw.accepted("sms").some((x) => x.key === `offer:${o1}:sms`), 6000, "r1 texted after the push");
+    await until(() => gw.accepted("sms").some((x) => x.key === `offer:${o1}:sms`), 9000, "r1 texted after the push");
     const sms1 = gw.attemptsOf(`offer:${o1}:sms`);
     expect(sms1).toHaveLength(1);
     expect(sms1[0].to).toBe("+254711000101");
     expect(sms1[0].text).toMatch(/^Haven: an emergency \d+ m from you needs help/);
-    expect(sms1[0].at - wentAway).toBeGreaterThanOrEqual(1990); // not before HAVEN_RESPONDER_SMS_DELAY_MS
+    expect(sms1[0].at - wentAway).toBeGreaterThanOrEqual(4990); // not before HAVEN_RESPONDER_SMS_DELAY_MS
     expect(gw.attemptsOf(`offer:${o1}:push`)[0].at).toBeLessThan(sms1[0].at); // the push first
 
     // r2 goes away, and r3 (in the app) accepts before r2's SMS is due: r2 gets the push only
     away(r2.duty);
     await until(() => gw.accepted("push").some((x) => x.key === `offer:${o2}:push`), 3000, "r2 pushed");
     await r3.duty.request("accept_offer", { offerId: o3 });
-    await sleep(2500);
+    await sleep(5500);
     expect(gw.attemptsOf(`offer:${o2}:sms`)).toHaveLength(0);
     expect(gw.attemptsOf(`offer:${o3}:push`)).toHaveLength(0); // r3 was in the app
+  });
+});
+
+describe("a responder who chose SMS only", () => {
+  it("is texted at once when away, and never pushed", async () => {
+    const at = { lat: -0.0917, lng: 34.768 }; // Kisumu: nobody else on duty here
+    const acc = await withPhone(h, "first_aider", "0711000104");
+    expect((await h.http("POST", `/api/responders/${acc.id}/verification`, { verified: true }, ops.token)).status).toBe(200);
+    expect((await h.http("POST", "/api/notifications/push-subscriptions", pushSubscription(acc.id), acc.token)).status).toBe(201);
+    expect((await h.http("PUT", "/api/notifications/preferences", { language: "sw", channels: ["sms"] }, acc.token)).status).toBe(200);
+    const duty = await join(h, acc.token, (await h.http("POST", "/api/duty", {}, acc.token)).body.roomId);
+    duty.onMessage("offer_withdrawn", () => {});
+    await duty.request("position", { lat: at.lat + 0.0005, lng: at.lng });
+    const patient = await account(h, "patient");
+    const id = (await h.http("POST", "/api/emergency/alert", at, patient.token)).body.emergencyId as string;
+    await waitFor(duty, (st) => [...st.offers.values()].some((o: any) => o.emergencyId === id), 3000, "offered");
+    const offer = ([...duty.state.offers.values()] as any[]).find((o) => o.emergencyId === id).id as string;
+    const wentAway = Date.now();
+    duty.reconnection.enabled = false;
+    duty.connection.close(3000, "backgrounded");
+    await until(() => gw.accepted("sms").some((x) => x.key === `offer:${offer}:sms`), 4900, "texted before the push-then-SMS delay");
+    const sms = gw.attemptsOf(`offer:${offer}:sms`)[0];
+    expect(sms.at - wentAway).toBeLessThan(5000); // not held back for a push that will not come
+    expect(sms.text).toMatch(/^Haven: dharura iliyo mita \d+ kutoka kwako inahitaji msaada/); // in the language chosen
+    expect(gw.attemptsOf(`offer:${offer}:push`)).toHaveLength(0);
   });
 });
 

@@ -46,11 +46,11 @@ export function contactsTold(o: { emergencyId: string; patientId: string; patien
 /** The key of the SMS that follows an offer's push to an away responder. */
 export const offerSmsKey = (offerId: string): string => `offer:${offerId}:sms`;
 
-/** An offer waits for a responder whose app is away: a push now, an SMS after `smsDelayMs` unless the offer is settled first. */
-export function offerToAwayResponder(o: { offerId: string; responderId: string; emergencyId: string; distanceM: number; now: number; smsDelayMs: number }): OutboxMessage[] {
+/** An offer waits for a responder whose app is away: a push now (unless `push` is false: they chose SMS only), an SMS after `smsDelayMs` unless the offer is settled first. */
+export function offerToAwayResponder(o: { offerId: string; responderId: string; emergencyId: string; distanceM: number; now: number; smsDelayMs: number; push?: boolean }): OutboxMessage[] {
   const params = { distance: Math.round(o.distanceM) };
   return [
-    { key: `offer:${o.offerId}:push`, channel: "push", recipient: `user:${o.responderId}`, event: "responder_offer", emergencyId: o.emergencyId, payload: { params } },
+    ...(o.push === false ? [] : [{ key: `offer:${o.offerId}:push`, channel: "push" as const, recipient: `user:${o.responderId}`, event: "responder_offer", emergencyId: o.emergencyId, payload: { params } }]),
     { key: offerSmsKey(o.offerId), channel: "sms", recipient: `user:${o.responderId}`, event: "responder_offer", emergencyId: o.emergencyId, payload: { params }, notBefore: o.now + o.smsDelayMs },
   ];
 }

@@ -61,6 +61,8 @@ describe("who is told what", () => {
     const [push, text] = offerToAwayResponder({ offerId: "o1", responderId: "u1", emergencyId: "e1", distanceM: 120.4, now: 5, smsDelayMs: 30_000 });
     expect(push).toMatchObject({ key: "offer:o1:push", channel: "push", recipient: "user:u1" });
     expect(text).toMatchObject({ key: "offer:o1:sms", channel: "sms", notBefore: 30_005, payload: { params: { distance: 120 } } });
+    expect(offerToAwayResponder({ offerId: "o2", responderId: "u1", emergencyId: "e1", distanceM: 5, now: 5, smsDelayMs: 0, push: false }))
+      .toEqual([expect.objectContaining({ key: "offer:o2:sms", channel: "sms", notBefore: 5 })]);
     expect(contactsTold({ emergencyId: "e1", patientId: "p1", patientName: "W", count: 9, moment: "alert" }).map((m) => m.recipient)).toEqual(["contact:p1:0", "contact:p1:1", "contact:p1:2", "contact:p1:3", "contact:p1:4"]);
     expect(contactsTold({ emergencyId: "e1", patientId: "p1", patientName: "W", count: 0, moment: "handover" })).toEqual([]);
     expect(opsEscalation({ emergencyId: "e1", reason: "no_responder", priority: "high", text: "nobody" }).map((m) => m.key)).toEqual(["ops:e1:no_responder:sms", "ops:e1:no_responder:webhook"]);
