@@ -133,6 +133,16 @@ describe("the outbox worker", () => {
     expect((await h.http("POST", `/api/ops/outbox/${dead.id}/retry`, {}, ops.token)).body.code).toBe("NOT_FOUND"); // delivered: nothing to retry
   });
 
+  it("claims through the partial index of due messages, however many were delivered before", async () => {
+    await sql`insert into outbox (dedupe_key, channel, recipient, event, payload, status, delivered_at, finished_at)
+      select 'old-' || g, 'sms', 'tel:+254712345678', 'ops_escalation', '{"params":{}}', 'delivered', now(), now() from generate_series(1, 20000) g`;
+    await sql`analyze outbox`;
+    const plan = (await sql`explain select id from outbox where status = 'pending' and next_attempt_at <= now()
+      order by next_attempt_at limit 20 for update skip locked`).map((r: any) => r["QUERY PLAN"]).join("\n");
+    expect(plan).toContain("outbox_due_idx");
+    expect(plan).not.toMatch(/Seq Scan/);
+  });
+
   it("skips a message whose recipient has no address on its channel", async () => {
     await queue(sql, [{ key: "skip-1", channel: "sms", recipient: "tel:12" }]);
     const row = await settled(sql, "skip-1");
