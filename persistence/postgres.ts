@@ -5,7 +5,8 @@ import type {
   AuditLog, ClaimedEmergency, DestroyedKey, EmergencyEventRow, EmergencyKeyRow, EmergencyStore, HospitalRecord, HospitalStore, MedicalKeyStore, MedicalProfileStore,
   RefreshTokenRecord, RefreshTokenStore, Responder, ResponderStore, StoredMedicalProfile, User, UserStore,
 } from "./stores.ts";
-import { FencedError, type SnapshotRow } from "./stores.ts";
+import { FencedError, type OutboxWrite, type SnapshotRow } from "./stores.ts";
+import { writeOutbox } from "./outbox.ts";
 import { chainHash, type AuditEntry } from "../src/audit/chain.ts";
 import type { Role } from "../src/auth/tokens.ts";
 import { isUuid } from "../src/domain/identity.ts";
@@ -320,7 +321,7 @@ export class PgEmergencyStore implements EmergencyStore {
   constructor(sql: Sql) { this.sql = sql; }
 
   async open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow,
-    clinicalKey?: { keyId: string; wrappedKey: Buffer }): Promise<void> {
+    clinicalKey?: { keyId: string; wrappedKey: Buffer }, outbox?: OutboxWrite): Promise<void> {
     await this.sql.begin(async (tx) => {
       await tx`
         insert into emergencies (id, patient_id, bypass, status, priority, created_at, node)
@@ -331,6 +332,7 @@ export class PgEmergencyStore implements EmergencyStore {
       if (clinicalKey) {
         await tx`insert into medical_keys (emergency_id, purpose, key_id, wrapped_key) values (${e.id}, 'clinical', ${clinicalKey.keyId}, ${clinicalKey.wrappedKey})`;
       }
+      await writeOutbox(tx, outbox);
     });
   }
 
@@ -352,7 +354,7 @@ export class PgEmergencyStore implements EmergencyStore {
     });
   }
 
-  async commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal): Promise<boolean> {
+  async commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal, outbox?: OutboxWrite): Promise<boolean> {
     try {
       await this.sql.begin(async (tx) => {
         signal?.throwIfAborted();
@@ -372,6 +374,7 @@ export class PgEmergencyStore implements EmergencyStore {
           on conflict (emergency_id) do update set seq = excluded.seq, state = excluded.state, positions = null, taken_at = excluded.taken_at`;
         const closed = status === "handed_over" || status === "cancelled" || status === "expired";
         await tx`update emergencies set status = ${status}, closed_at = ${closed ? new Date() : null} where id = ${id}`;
+        await writeOutbox(tx, outbox); // the notifications the change causes commit with it, or not at all
         signal?.throwIfAborted(); // abandoned by the caller: roll back rather than commit late
       });
       return true;

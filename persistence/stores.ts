@@ -198,9 +198,9 @@ export interface ClaimedEmergency extends ActiveEmergency {
 }
 
 export interface EmergencyStore {
-  /** Records a raised alert, its first event and the emergency's clinical key in one transaction. */
+  /** Records a raised alert, its first event, the emergency's clinical key and the notifications it causes in one transaction. */
   open(e: { id: string; patientId: string; bypass: boolean; status: string; priority: string; createdAt: number; node: string }, first: EmergencyEventRow,
-    clinicalKey?: { keyId: string; wrappedKey: Buffer }): Promise<void>;
+    clinicalKey?: { keyId: string; wrappedKey: Buffer }, outbox?: OutboxWrite): Promise<void>;
   /**
    * Takes an active emergency over for the room of process `owner`: raises its fencing token and
    * returns it with the latest snapshot and its wrapped keys, read after the raise, so no write of an earlier holder
@@ -213,7 +213,8 @@ export interface EmergencyStore {
    * Throws FencedError when `fence` is no longer the emergency's token.
    */
   /** `signal` abandons the commit: aborted before the transaction ends, it rolls back. */
-  commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal): Promise<boolean>;
+  /** `outbox`: the notifications the change causes (and cancels), written in the same transaction. */
+  commit(id: string, fence: number, events: EmergencyEventRow[], snapshot: { seq: number; state: Buffer }, status: string, signal?: AbortSignal, outbox?: OutboxWrite): Promise<boolean>;
   /** One statement for many rooms' snapshots; returns the ids refused because their token is stale. */
   saveSnapshots(rows: SnapshotRow[]): Promise<string[]>;
   /** The active emergencies with the process that holds each (undefined: never claimed). */
@@ -224,4 +225,65 @@ export interface EmergencyStore {
   activeFor(patientId: string): Promise<string | undefined>;
   /** Whether the subject ever raised an emergency (an emergency-bypass token raises one). */
   raisedAny(patientId: string): Promise<boolean>;
+}
+
+/** A channel a notification goes out on (src/notify/channels.ts). */
+export type NotifyChannel = "sms" | "webhook" | "push";
+
+/**
+ * One notification to one recipient on one channel, as the outbox keeps it. `recipient` is a
+ * literal address (`tel:+2547…`, `url:https://…`) or a target resolved when it is delivered
+ * (`user:<id>`, `hospital:<id>`, `contact:<patientId>:<n>`, `ops`): src/notify/recipients.ts.
+ */
+export interface OutboxMessage {
+  /** The delivery key: unique; a message queued twice under one key is queued once. */
+  key: string;
+  channel: NotifyChannel;
+  recipient: string;
+  /** The template (src/notify/templates.ts). */
+  event: string;
+  emergencyId?: string;
+  /** The template's parameters, and a language when the writer fixed one. */
+  payload: { params: Record<string, string | number>; language?: string };
+  /** Not sent before this time (epoch ms); at once when absent. */
+  notBefore?: number;
+}
+
+/** What a change writes to the outbox with itself: new messages, and messages made moot (by key). */
+export interface OutboxWrite {
+  messages: readonly OutboxMessage[];
+  cancel: readonly string[];
+}
+
+/** A message a worker claimed: the attempt it is about to make is `attempts`. */
+export interface ClaimedMessage extends OutboxMessage {
+  id: string;
+  attempts: number;
+}
+
+export type OutboxStatus = "pending" | "delivered" | "dead" | "cancelled" | "skipped";
+
+/** A message as operations sees it (its recipient as written: a target, never a resolved address). */
+export interface OutboxRow {
+  id: string; key: string; channel: NotifyChannel; recipient: string; event: string; emergencyId?: string;
+  status: OutboxStatus; attempts: number; lastError?: string; createdAt: number; nextAttemptAt: number; finishedAt?: number;
+}
+
+/** The outbox (table `outbox`): written with the changes that cause its messages, drained by every node's worker. */
+export interface OutboxStore {
+  /** Queues messages and cancels others outside any change (what causes them is not itself recorded). */
+  write(w: OutboxWrite): Promise<void>;
+  /**
+   * Claims up to `limit` due messages for `node`: each is due again only after `leaseMs`, so no
+   * other node takes it while this one sends (FOR UPDATE SKIP LOCKED).
+   */
+  claim(node: string, limit: number, leaseMs: number): Promise<ClaimedMessage[]>;
+  /** The outcome of attempt `m.attempts` by `node`; ignored when another node claimed it since. */
+  finish(m: ClaimedMessage, node: string, outcome: { status: "delivered" | "dead" | "skipped"; error?: string } | { status: "pending"; retryInMs: number; error: string }): Promise<boolean>;
+  /** The newest messages of a status, for operations. */
+  list(status: OutboxStatus, limit: number): Promise<OutboxRow[]>;
+  /** A dead or skipped message is due again now, its attempts counted from zero; false when there is no such message in those states. */
+  requeue(id: string): Promise<boolean>;
+  /** Messages waiting (pending) and dead-lettered, by channel, for /metrics (both read from partial indexes). */
+  counts(): Promise<{ status: OutboxStatus; channel: string; n: number }[]>;
 }

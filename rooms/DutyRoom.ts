@@ -3,6 +3,7 @@ import type { Principal } from "../src/auth/tokens.ts";
 import { HavenError } from "../src/protocol/errors.ts";
 import { HavenCloseCode } from "../src/protocol/close-codes.ts";
 import { services } from "../src/services.ts";
+import { offerSmsKey, offerToAwayResponder } from "../src/notify/who.ts";
 import { dutyRoomId, type ResponderKind } from "../src/domain/duty.ts";
 import { HavenRoom, refuse, type HavenClient, type MessageHandler } from "./HavenRoom.ts";
 import { DutyState, Offer } from "./schema/DutyState.ts";
@@ -77,6 +78,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
   /** Fires when the socket drops: no offers while away, seat held for the reconnect window. */
   async onDrop(client: HavenClient): Promise<void> {
     quietly(services().duty.update(this.responderId, { available: false }));
+    this.tellAway([...this.state.offers.values()]);
     try {
       await this.allowReconnection(client, services().config.reconnectWindowSeconds);
     } catch {
@@ -87,6 +89,10 @@ export class DutyRoom extends HavenRoom<DutyState> {
   /** Fires when the responder is back: available again if they were. */
   onReconnect(): void {
     quietly(services().duty.update(this.responderId, { available: this.state.available }));
+    // back in the app: the offers are on screen, no SMS needed
+    const told = [...this.toldAway];
+    this.toldAway.clear();
+    if (told.length > 0) services().notify.queue([], told.map(offerSmsKey));
   }
 
   /** Fires when the responder went off duty: they leave the dispatch index. */
@@ -126,7 +132,30 @@ export class DutyRoom extends HavenRoom<DutyState> {
   /** Offers no longer open, with what became of them: a retry is answered by its outcome. */
   private readonly pastOffers = new Map<string, { emergencyId: string; outcome: "accepted" | "declined" | "withdrawn" }>();
 
+  /** Open offers the responder was told of by push (and an SMS to follow). */
+  private readonly toldAway = new Set<string>();
+
+  /** Offers made while the app is away reach the responder by push, then by SMS (src/notify/who.ts). */
+  private tellAway(offers: { id: string; emergencyId: string; distanceM: number }[]): void {
+    if (offers.length === 0) return;
+    const { notify, config } = services();
+    // a responder who chose SMS only is texted at once; otherwise pushed, then texted if still away
+    void notify.directory.preferences(this.responderId).catch(() => undefined).then((prefs) => {
+      const push = !prefs || prefs.channels.includes("push");
+      const now = Date.now();
+      const open = offers.filter((o) => this.state.offers.has(o.id)); // not settled meanwhile
+      const messages = open.flatMap((o) => offerToAwayResponder({
+        offerId: o.id, responderId: this.responderId, emergencyId: o.emergencyId, distanceM: o.distanceM, now, push,
+        smsDelayMs: push ? config.notify.responderSmsDelayMs : 0,
+      }));
+      for (const o of open) this.toldAway.add(o.id);
+      if (messages.length > 0) notify.queue(messages);
+    });
+  }
+
   private settle(offerId: string, emergencyId: string, outcome: "accepted" | "declined" | "withdrawn"): void {
+    // settled: its SMS, if one is waiting, is moot
+    if (this.toldAway.delete(offerId)) services().notify.queue([], [offerSmsKey(offerId)]);
     this.pastOffers.delete(offerId);
     this.pastOffers.set(offerId, { emergencyId, outcome });
     if (this.pastOffers.size > PAST_OFFERS) this.pastOffers.delete(this.pastOffers.keys().next().value!);
@@ -177,6 +206,7 @@ export class DutyRoom extends HavenRoom<DutyState> {
     const offer = new Offer();
     Object.assign(offer, o);
     this.state.offers.set(o.id, offer);
+    if (this.clients.length === 0) this.tellAway([o]);
     return { ok: true };
   }
 

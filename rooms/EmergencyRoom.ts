@@ -104,7 +104,7 @@ export class EmergencyRoom extends HavenRoom<EmergencyState> {
       throw error;
     }
     const { state, alert, now } = alertState(this.roomId, claimed);
-    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes, vitals: this.vitals, chat: this.chat } = assembleEmergency(this.port(), state, keys));
+    ({ tx: this.tx, timeline: this.timeline, record: this.record, dispatch: this.dispatch, hospital: this.hospital, escalation: this.escalation, changes: this.changes, vitals: this.vitals, chat: this.chat } = assembleEmergency(this.port(), state, keys, alert));
     this.setState(state);
     s.emergencies.attach(this);
     if (claimed.snapshot) {

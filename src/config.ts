@@ -233,6 +233,9 @@ export interface Config {
   /** How often each node looks for closed emergencies past that retention. */
   medicalRetentionSweepMs: number;
 
+  /** Notifications: the outbox worker, the channels, who is told what, and inbound SMS/USSD (src/notify/). */
+  notify: NotifyConfig;
+
   /** Postgres to use; without a url, an embedded PostgreSQL in `dataDir`. */
   database: DatabaseOptions & { callTimeoutMs: number };
   /** Name of this node, recorded with what it writes. */
@@ -255,6 +258,105 @@ export interface Config {
   };
 }
 
+
+export interface NotifyConfig {
+  /** Region a phone number written without its country code is read in (ISO 3166, e.g. KE). */
+  defaultRegion: string;
+  /** Language of messages to recipients without a preference (hospitals, operations, unknown numbers). */
+  defaultLanguage: "en" | "sw";
+  /** The SMS gateway (Africa's Talking's messaging API shape); absent: SMS messages are skipped. */
+  sms?: { baseUrl: string; username: string; apiKey: string; from?: string };
+  /** Signing key of outgoing webhooks (HMAC-SHA256); absent: webhook messages are skipped. */
+  webhookSecret?: string;
+  /** VAPID keys and contact of Web Push; absent: push messages are skipped. */
+  push?: { publicKey: string; privateKey: string; subject: string };
+  /** Where escalation ends: the operations duty phone (SMS) and webhook. */
+  ops: { phone?: string; webhookUrl?: string };
+  worker: {
+    /** How often each node looks for due messages (and at once after a change queued one). */
+    pollMs: number;
+    /** Messages one claim takes at most. */
+    batch: number;
+    /** A claimed message is due again after this if its node did not record an outcome (it died). */
+    leaseMs: number;
+    /** One delivery attempt gives up after this. */
+    sendTimeoutMs: number;
+    /** First retry delay; doubled each attempt (with jitter) up to the max. */
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+    /** Attempts before a message is dead-lettered. */
+    maxAttempts: number;
+  };
+  /** The receiving hospital's duty phone gets an SMS when its wallboard has not acknowledged this long after routing. */
+  hospitalSmsFallbackMs: number;
+  /** An away responder gets an SMS this long after the push of an offer still open. */
+  responderSmsDelayMs: number;
+  /** Inbound SMS and USSD callbacks of the gateway. */
+  inbound: {
+    /** Shared secret the gateway presents (`?secret=` in the callback URL, or X-Haven-Gateway-Secret). */
+    secret?: string;
+    /** Addresses the callbacks are accepted from (empty: any, with the secret). */
+    allowlist: string[];
+    /** Callbacks per phone number per minute. */
+    perPhonePerMinute: number;
+  };
+}
+
+function notifyConfig(env: Env, production: boolean): NotifyConfig {
+  const smsUrl = urlOf(env, "HAVEN_SMS_BASE_URL", ["https:", "http:"]);
+  const smsUser = str(env, "HAVEN_SMS_USERNAME", undefined);
+  const smsKey = str(env, "HAVEN_SMS_API_KEY", undefined);
+  if ((smsUrl === undefined) !== (smsKey === undefined) || (smsUrl !== undefined && smsUser === undefined)) {
+    throw new ConfigError(smsUrl === undefined ? "HAVEN_SMS_BASE_URL" : smsKey === undefined ? "HAVEN_SMS_API_KEY" : "HAVEN_SMS_USERNAME", "HAVEN_SMS_BASE_URL, HAVEN_SMS_USERNAME and HAVEN_SMS_API_KEY go together");
+  }
+  const webhookSecret = str(env, "HAVEN_WEBHOOK_SECRET", undefined);
+  if (webhookSecret !== undefined && webhookSecret.length < 32) throw new ConfigError("HAVEN_WEBHOOK_SECRET", "must be at least 32 characters");
+  const vapidPublic = str(env, "HAVEN_VAPID_PUBLIC_KEY", undefined);
+  const vapidPrivate = str(env, "HAVEN_VAPID_PRIVATE_KEY", undefined);
+  const vapidSubject = str(env, "HAVEN_VAPID_SUBJECT", "mailto:ops@haven.invalid")!;
+  if ((vapidPublic === undefined) !== (vapidPrivate === undefined)) {
+    throw new ConfigError(vapidPublic === undefined ? "HAVEN_VAPID_PUBLIC_KEY" : "HAVEN_VAPID_PRIVATE_KEY", "HAVEN_VAPID_PUBLIC_KEY and HAVEN_VAPID_PRIVATE_KEY go together");
+  }
+  if (!/^(mailto:|https:)/.test(vapidSubject)) throw new ConfigError("HAVEN_VAPID_SUBJECT", "must be a mailto: or https: URL");
+  const inboundSecret = str(env, "HAVEN_GATEWAY_INBOUND_SECRET", undefined);
+  if (inboundSecret !== undefined && !/^[A-Za-z0-9._~-]{24,256}$/.test(inboundSecret)) {
+    throw new ConfigError("HAVEN_GATEWAY_INBOUND_SECRET", "must be 24–256 characters of [A-Za-z0-9._~-]");
+  }
+  const sendTimeoutMs = int(env, "HAVEN_NOTIFY_SEND_TIMEOUT_MS", 10_000, 100, 120_000);
+  const leaseMs = int(env, "HAVEN_OUTBOX_LEASE_MS", 60_000, 200, 3_600_000);
+  if (leaseMs <= sendTimeoutMs) throw new ConfigError("HAVEN_OUTBOX_LEASE_MS", "must be longer than HAVEN_NOTIFY_SEND_TIMEOUT_MS (a message is never claimed twice while it is being sent)");
+  const backoffBaseMs = int(env, "HAVEN_OUTBOX_BACKOFF_BASE_MS", 5000, 10, 3_600_000);
+  const backoffMaxMs = int(env, "HAVEN_OUTBOX_BACKOFF_MAX_MS", 600_000, 10, 86_400_000);
+  if (backoffMaxMs < backoffBaseMs) throw new ConfigError("HAVEN_OUTBOX_BACKOFF_MAX_MS", "must not be smaller than HAVEN_OUTBOX_BACKOFF_BASE_MS");
+  const allowlist = (str(env, "HAVEN_GATEWAY_INBOUND_ALLOWLIST", "") ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  if (production && inboundSecret === undefined && allowlist.length === 0 && smsUrl !== undefined) {
+    throw new ConfigError("HAVEN_GATEWAY_INBOUND_SECRET", "in production, inbound SMS/USSD needs HAVEN_GATEWAY_INBOUND_SECRET or HAVEN_GATEWAY_INBOUND_ALLOWLIST");
+  }
+  return {
+    defaultRegion: oneOf(env, "HAVEN_PHONE_DEFAULT_REGION", "KE", ["KE", "UG", "TZ", "RW", "ET", "NG", "GH", "ZA", "GB", "US"] as const),
+    defaultLanguage: oneOf(env, "HAVEN_NOTIFY_DEFAULT_LANGUAGE", "en", ["en", "sw"] as const),
+    sms: smsUrl !== undefined ? { baseUrl: smsUrl.replace(/\/$/, ""), username: smsUser!, apiKey: smsKey!, from: str(env, "HAVEN_SMS_FROM", undefined) } : undefined,
+    webhookSecret,
+    push: vapidPublic !== undefined ? { publicKey: vapidPublic, privateKey: vapidPrivate!, subject: vapidSubject } : undefined,
+    ops: { phone: str(env, "HAVEN_OPS_DUTY_PHONE", undefined), webhookUrl: urlOf(env, "HAVEN_OPS_WEBHOOK_URL", ["https:", "http:"]) },
+    worker: {
+      pollMs: int(env, "HAVEN_OUTBOX_POLL_MS", 1000, 10, 60_000),
+      batch: int(env, "HAVEN_OUTBOX_BATCH", 20, 1, 500),
+      leaseMs,
+      sendTimeoutMs,
+      backoffBaseMs,
+      backoffMaxMs,
+      maxAttempts: int(env, "HAVEN_OUTBOX_MAX_ATTEMPTS", 8, 1, 100),
+    },
+    hospitalSmsFallbackMs: int(env, "HAVEN_HOSPITAL_SMS_FALLBACK_MS", 60_000, 100, 3_600_000),
+    responderSmsDelayMs: int(env, "HAVEN_RESPONDER_SMS_DELAY_MS", 30_000, 0, 3_600_000),
+    inbound: {
+      secret: inboundSecret,
+      allowlist,
+      perPhonePerMinute: int(env, "HAVEN_INBOUND_PER_PHONE_PER_MINUTE", 10, 1, 1000),
+    },
+  };
+}
 
 function metricsToken(env: Env): string | undefined {
   const token = str(env, "HAVEN_METRICS_TOKEN", undefined);
@@ -439,6 +541,7 @@ export function loadConfig(env: Env = process.env): Config {
     // days, fractions allowed (0.5 = 12 h; 0 destroys at the next sweep after closing)
     medicalRetentionMs: Math.round(num(env, "HAVEN_MEDICAL_RETENTION_DAYS", 30, 0, 3650) * 86_400_000),
     medicalRetentionSweepMs: int(env, "HAVEN_MEDICAL_RETENTION_SWEEP_MS", 3_600_000, 1000, 86_400_000),
+    notify: notifyConfig(env, nodeEnv === "production"),
     database: {
       url: urlOf(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
       dataDir: str(env, "HAVEN_DATA_DIR", new URL("../.data", import.meta.url).pathname)!,

@@ -10,6 +10,7 @@ import { ensureRoom, type RoomListing } from "./cluster/rooms.ts";
 import type { EmergencyMedical } from "./medical/emergency.ts";
 import { PART } from "./medical/emergency.ts";
 import type { EmergencySummary, NoticeRegion } from "./domain/ops.ts";
+import { contactsTold } from "./notify/who.ts";
 
 /** What the registry and the node need of an emergency's room actor held here. */
 export interface EmergencyActor extends Snapshottable {
@@ -33,6 +34,8 @@ export interface AlertInput {
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
   note?: string;
+  /** Where the patient's status replies go (`tel:…`: an alert by SMS or USSD). */
+  replyTo?: string;
 }
 
 const UNIQUE_VIOLATION = "23505";
@@ -55,7 +58,16 @@ export class EmergencyRegistry {
   /** patient → the alert being raised on this node right now. */
   private readonly raising = new Map<string, Promise<{ id: string; bypass: boolean }>>();
 
-  constructor(store: EmergencyStore, node: string, membership: Membership, medical: EmergencyMedical) {
+  /** The outbox was written (the alert's notifications): its worker may look now. */
+  private readonly notified: () => void;
+
+  /** How many emergency contacts a patient who consented to sharing has. */
+  private readonly contactCount: (patientId: string) => Promise<number>;
+
+  constructor(store: EmergencyStore, node: string, membership: Membership, medical: EmergencyMedical,
+    notify: { notified(): void; contactCount(patientId: string): Promise<number> } = { notified() {}, contactCount: async () => 0 }) {
+    this.notified = () => notify.notified();
+    this.contactCount = (id) => notify.contactCount(id);
     this.store = store;
     this.node = node;
     this.membership = membership;
@@ -149,10 +161,14 @@ export class EmergencyRegistry {
     // clinical) is stored sealed under it, never in the clear
     const medical = this.medical;
     const clinical = medical.newClinicalKey(id);
+    // the emergency contacts told of the alert (and later of the handover); never a reason not to raise it
+    const contacts = bypass ? 0 : await this.contactCount(p.sub).catch(() => 0);
     const record = {
       emergencyId: id, patientId: p.sub, patientName, bypass,
       lat: alert.lat, lng: alert.lng, accuracy: alert.accuracy, priority: alert.priority,
       sealedNote: alert.note ? medical.seal(alert.note, clinical.key, id, PART.event(1)).toString("base64") : undefined,
+      contacts,
+      replyTo: alert.replyTo,
     };
     // the alert is committed before anyone hears of it
     try {
@@ -160,7 +176,10 @@ export class EmergencyRegistry {
         { id, patientId: p.sub, bypass, status: "alerted", priority: alert.priority ?? "high", createdAt, node: this.node },
         { seq: 1, type: "call_received", actor: `patient:${p.sub}`, payload: { ...record }, at: createdAt },
         clinical.stored,
+        // the patient's emergency contacts are told, with the alert or not at all (a bypass caller has none)
+        { messages: contactsTold({ emergencyId: id, patientId: p.sub, patientName, count: contacts, moment: "alert" }), cancel: [] },
       );
+      if (contacts > 0) this.notified();
     } catch (error) {
       const e = error as { code?: string; constraint_name?: string };
       if (e.code === UNIQUE_VIOLATION && e.constraint_name === "emergencies_one_active_per_patient") {

@@ -33,6 +33,7 @@ import { EmergencyRoom } from "../rooms/EmergencyRoom.ts";
 import { DutyRoom, localDutyRooms } from "../rooms/DutyRoom.ts";
 import { OpsRoom } from "../rooms/OpsRoom.ts";
 import { OpsReporter } from "./cluster/ops-reports.ts";
+import { startNotifications } from "./notify/start.ts";
 import { HospitalRoom } from "../rooms/HospitalRoom.ts";
 
 export interface RunningHaven {
@@ -162,6 +163,8 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
   if (cluster && tokens.development) log.warn("cluster mode with a DEVELOPMENT token key: every node must share HAVEN_DATA_DIR (or set HAVEN_TOKEN_SECRET_KEY)");
 
   const audit = new PgAuditLog(db.sql);
+  const medical = new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName });
+  const notifications = startNotifications({ sql: db.sql, config: config.notify, medical, node: matchMaker.processId, log });
   const emergencyMedical = new EmergencyMedical({ keys: new PgMedicalKeyStore(db.sql), audit, master: masterKey, node: config.nodeName, log });
   const s: Services = {
     config, log, tokens, hospitals, hospitalStore, urbanAreas,
@@ -172,11 +175,15 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     duty,
     membership,
     bus: new ClusterBus(mode.presence, log),
-    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical),
+    emergencies: new EmergencyRegistry(emergencyStore, config.nodeName, membership, emergencyMedical, {
+      notified: () => notifications.service.committed(),
+      contactCount: (patientId) => medical.emergencyContactCount(patientId),
+    }),
     emergencyStore,
-    medical: new MedicalProfiles({ store: new PgMedicalProfileStore(db.sql), audit, master: masterKey, node: config.nodeName }),
+    medical,
     emergencyMedical,
     audit,
+    notify: notifications.service,
   };
   setServices(s);
   // an erased profile leaves the patient's live emergency at once (its key is already destroyed);
@@ -225,7 +232,9 @@ export async function startHaven(config: Config, log: Logger): Promise<RunningHa
     // closed emergencies' medical data is destroyed after the retention period (every node sweeps)
     .add(every("medical retention sweep", config.medicalRetentionSweepMs, () => s.emergencyMedical.sweepRetention(config.medicalRetentionMs), log))
     // what this node holds, for the operations desk (written only while an ops room is open)
-    .add(every("ops report", config.ops.refreshMs, () => opsReporter.tick(), log));
+    .add(every("ops report", config.ops.refreshMs, () => opsReporter.tick(), log))
+    // every node delivers the outbox; a message is claimed by one node at a time
+    .add(notifications.worker);
   mode.listen({
     reassertAssignments: () => { for (const room of s.emergencies.liveRooms()) room.reassertAssignments(); },
     relinquish: (roomId) => (matchMaker.getLocalRoomById(roomId) as unknown as HavenRoom<object> | undefined)?.relinquish(),

@@ -11,6 +11,7 @@ import type { MedicalProfiles } from "./medical/service.ts";
 import type { EmergencyMedical } from "./medical/emergency.ts";
 import type { Membership } from "./cluster/membership.ts";
 import type { ClusterBus } from "./cluster/bus.ts";
+import type { Notifications } from "./notify/service.ts";
 
 /**
  * What the room actors and HTTP handlers share in one process. Rooms are constructed by the
@@ -38,6 +39,8 @@ export interface Services {
   /** Which process holds which room, cluster-wide (one process: itself). */
   membership: Membership;
   bus: ClusterBus;
+  /** The notifications outbox (src/notify/). */
+  notify: Notifications;
 }
 
 let current: Services | undefined;

@@ -62,6 +62,17 @@ const obj = (props: Record<string, Spec>): Spec & { t: "obj" } => ({ t: "obj", p
 const notBlank = (max: number): Spec => ({ t: "str", min: 1, max, pattern: /\S/ });
 const reason = notBlank(200);
 const chatText = notBlank(2000);
+const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const url: Spec = {
+  t: "str", min: 12, max: 500, pattern: /^https?:\/\/[^\s]+$/,
+  gen: fc.tuple(fc.constantFrom("https://push.example.org/", "http://127.0.0.1:9/", "https://hooks.example.com/h/"), fromChars(ID_CHARS + "/.?=&%", 0, 60)).map(([a, b]) => a + b),
+};
+/** Phone numbers as a gateway sends them: mostly Kenyan, some not numbers at all. */
+const gatewayPhone = fc.oneof(
+  fc.tuple(fc.constantFrom("+2547", "07", "+2541", "+1"), fromChars("0123456789", 7, 9)).map(([a, b]) => a + b),
+  fromChars("0123456789+", 3, 20),
+);
+const smsText = fc.oneof(fc.constantFrom("HELP", "help accident at Kencom", "STATUS", "hali", "msaada Mombasa", "hello"), fc.string({ maxLength: 480 }));
 
 export const SCHEMAS = {
   position: obj({ lat, lng, accuracy: opt({ t: "num", min: 0, max: 100_000 }), heading: opt({ t: "num", min: 0, max: 360 }), speed: opt({ t: "num", min: 0, max: 150 }) }),
@@ -147,6 +158,31 @@ export const SCHEMAS = {
     emergencyContacts: { t: "arr", max: 5, items: obj({ name: { t: "str", min: 1, max: 120 }, relation: opt({ t: "str", min: 1, max: 60 }), phone: { t: "str", max: 16, pattern: /^\+?[0-9]{7,15}$/, gen: fromChars("0123456789", 7, 15) } }) },
     insurance: opt(obj({ provider: { t: "str", min: 1, max: 120 }, memberNumber: { t: "str", min: 1, max: 64 } })),
     consent: obj({ shareInEmergency: { t: "bool" }, version: { t: "num", int: true, min: 1, max: 10_000 } }),
+  }),
+  // ---- notifications (docs/protocol.md §8)
+  notificationPreferences: obj({
+    language: { t: "enum", values: ["en", "sw"] },
+    channels: { t: "arr", min: 1, max: 2, unique: true, items: { t: "enum", values: ["push", "sms"] } },
+  }),
+  pushSubscription: obj({
+    endpoint: url,
+    expirationTime: opt({ t: "num", int: true, min: 0, max: Number.MAX_VALUE }),
+    keys: obj({
+      p256dh: { t: "str", min: 80, max: 100, pattern: /^[A-Za-z0-9_-]+=*$/, gen: fromChars(B64URL, 80, 100) },
+      auth: { t: "str", min: 16, max: 32, pattern: /^[A-Za-z0-9_-]+=*$/, gen: fromChars(B64URL, 16, 32) },
+    }),
+  }),
+  hospitalContact: obj({ dutyPhone: phone, webhookUrl: opt(url) }),
+  // ---- the SMS gateway's callbacks: form fields (docs/protocol.md §8, inbound SMS and USSD)
+  smsCallback: obj({
+    from: { t: "str", min: 3, max: 20, gen: gatewayPhone }, to: { t: "str", max: 20 }, text: { t: "str", max: 480, gen: smsText },
+    date: opt({ t: "str", max: 40 }), id: { t: "str", min: 1, max: 100, pattern: /^[A-Za-z0-9_.:-]+$/, gen: fromChars(ID_CHARS + ".:", 1, 100) },
+    linkId: opt({ t: "str", max: 100 }), networkCode: opt({ t: "str", max: 10 }), cost: opt({ t: "str", max: 40 }),
+  }),
+  ussdCallback: obj({
+    sessionId: { t: "str", min: 1, max: 100, pattern: /^[A-Za-z0-9_.:-]+$/, gen: fromChars(ID_CHARS + ".:", 1, 100) },
+    serviceCode: { t: "str", max: 40 }, phoneNumber: { t: "str", min: 3, max: 20, gen: gatewayPhone }, networkCode: opt({ t: "str", max: 10 }),
+    text: { t: "str", max: 400, gen: fc.array(fc.constantFrom("1", "2", "0", "3", "9", "Kencom"), { maxLength: 5 }).map((a) => a.join("*")) },
   }),
 } satisfies Record<string, Spec & { t: "obj" }>;
 

@@ -18,6 +18,7 @@ import {
  * gets through. Seeded (HAVEN_FUZZ_SEED).
  */
 const MAX_BODY = 16_384;
+const GATEWAY_SECRET = "fuzz-gateway-secret-0123456789";
 const SCENE_A = { lat: -1.2921, lng: 36.8219 };
 const SCENE_B = { lat: -0.0917, lng: 34.768 }; // Kisumu
 
@@ -44,6 +45,8 @@ beforeAll(async () => {
     HAVEN_DISPATCH_WIDEN_INTERVAL_MS: "600000",
     HAVEN_OFFER_TIMEOUT_MS: "600000",
     HAVEN_CLOSE_GRACE_MS: "600000",
+    HAVEN_ESCALATE_NO_RESPONDER_MS: "3600000",
+    HAVEN_GATEWAY_INBOUND_SECRET: GATEWAY_SECRET,
   });
   ops = await login(h, OPS.email, OPS.password);
   [patientA, patientB, patientC, staff, responder, otherResponder] = await Promise.all([
@@ -208,6 +211,14 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
       name: "matchmake reconnect", method: "POST", path: route((id) => `/matchmake/reconnect/${id}`, emergencyA, "hospital-knh"), schema: "reconnect", token: () => patientA.token,
       domain: ["ROOM_NOT_FOUND", "INVALID_PAYLOAD", "NOT_ENTITLED"],
     },
+    { name: "notification preferences", method: "PUT", path: "/api/notifications/preferences", schema: "notificationPreferences", token: () => patientC.token, domain: [] },
+    // an endpoint that matches the pattern but is no URL (`http://[`) is refused as INVALID_PAYLOAD
+    { name: "push subscription", method: "POST", path: "/api/notifications/push-subscriptions", schema: "pushSubscription", token: () => patientC.token, domain: ["INVALID_PAYLOAD"] },
+    { name: "ops outbox retry", method: "POST", path: route((id) => `/api/ops/outbox/${id}/retry`, "1", "999999"), schema: "empty", token: () => ops.token, domain: ["NOT_FOUND"] },
+    {
+      name: "hospital contact", method: "PUT", path: route((id) => `/api/hospitals/${id}/contact`, "knh", "aga-khan"), schema: "hospitalContact", token: () => ops.token,
+      domain: ["HOSPITAL_NOT_FOUND", "INVALID_PAYLOAD"],
+    },
   ];
 
   it("matchmaking methods other than joinById and reconnect are refused, whatever the body", async () => {
@@ -281,7 +292,32 @@ describe(`fuzzing every REST body and parameter (seed ${SEED})`, () => {
     expect(await call("POST", "/matchmake/reconnect/a", JSON.stringify({ reconnectionToken: " ", extra: false }), patientA.token)).toMatchObject({ status: 400, body: { code: "INVALID_PAYLOAD" } });
   });
 
-  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById", "matchmake reconnect"]) {
+  for (const [path, schema] of [["sms", "smsCallback"], ["ussd", "ussdCallback"]] as const) {
+    it(`gateway ${path} callback: random, boundary and hostile form fields, and a wrong secret`, async () => {
+      const heapBefore = await heap(h);
+      const logMark = h.logs.join("").length;
+      await fc.assert(fc.asyncProperty(payloads(SCHEMAS[schema]), fc.nat({ max: 9 }), async (payload, roll) => {
+        const plain = typeof payload === "object" && payload !== null && !Array.isArray(payload);
+        const text = plain
+          ? new URLSearchParams(Object.entries(payload as object).map(([k, v]): [string, string] => [k, typeof v === "string" ? v : asJson(v)?.text ?? "?"])).toString()
+          : (asJson(payload)?.text ?? "");
+        const pairs = [...new URLSearchParams(text)];
+        const parsed = Object.fromEntries(pairs);
+        const secret = roll === 0 ? "wrong-secret-wrong-secret-012345" : GATEWAY_SECRET;
+        const r = await call("POST", `/api/gateway/${path}?secret=${secret}`, text, undefined, "application/x-www-form-urlencoded");
+        count(`gateway ${path}`, r);
+        checkReply(r);
+        if (roll === 0) return void expect(r.body.code).toBe("UNAUTHENTICATED");
+        const valid = Buffer.byteLength(text) <= MAX_BODY && new Set(pairs.map(([k]) => k)).size === pairs.length && accepts(SCHEMAS[schema], parsed);
+        if (r.status < 300) return void expect(valid, `accepted ${text.slice(0, 300)}: ${JSON.stringify(r.body)}`).toBe(true);
+        // a valid form may still name no phone number, or be past the number's allowance or the bypass limits
+        expect(valid ? ["INVALID_PAYLOAD", "RATE_LIMITED", "BYPASS_USED"] : ["INVALID_PAYLOAD", "BODY_TOO_LARGE"], `${r.status} ${JSON.stringify(r.body)}`).toContain(r.body.code);
+      }), params(120));
+      await afterBatch(heapBefore, logMark);
+    }, 120_000);
+  }
+
+  for (const name of ["register", "login", "refresh", "logout", "emergency-bypass", "alert", "location", "cancel", "hospitals", "approval", "availability", "medical-profile POST", "medical-profile PUT", "duty", "verification", "matchmake joinById", "matchmake reconnect", "notification preferences", "push subscription", "hospital contact", "ops outbox retry"]) {
     it(`${name}: random, boundary and hostile bodies and path segments`, async () => {
       await fuzzEndpoint(endpoints().find((e) => e.name === name)!);
     }, 120_000);

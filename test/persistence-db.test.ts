@@ -23,7 +23,7 @@ const quiet = { onnotice: () => {} };
 
 const TABLES = [
   "audit_log", "emergencies", "emergency_events", "emergency_snapshots", "haven_schema_migrations",
-  "hospitals", "medical_keys", "medical_profile_keys", "medical_profiles", "outbox", "refresh_tokens", "responders", "users",
+  "hospitals", "medical_keys", "medical_profile_keys", "medical_profiles", "notification_preferences", "outbox", "push_subscriptions", "refresh_tokens", "responders", "users",
 ];
 
 interface Captured { log: pino.Logger; records: Record<string, any>[] }

@@ -3,6 +3,7 @@ import { dutyRoomId, type DutyIndex } from "../../src/domain/duty.ts";
 import { declineRefusal, handoverRefusal, isClosed, isRefusal, responderStep, type Refusal, type ResponderStep } from "../../src/domain/status.ts";
 import { CLINICAL_FIELDS } from "../../src/medical/emergency.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
+import { contactsTold } from "../../src/notify/who.ts";
 import type { EmergencyContext } from "./context.ts";
 import type { Dispatch } from "./dispatch.ts";
 import type { Escalation } from "./escalation.ts";
@@ -22,6 +23,8 @@ export interface ChangesDeps {
   disconnect(): void;
   /** An audit record of a decision the emergency made by itself. */
   audit(action: string, reason: string): void;
+  /** The patient's emergency contacts told of the alert, told again of the handover. */
+  contactCount?: number;
 }
 
 /**
@@ -119,6 +122,10 @@ export class EmergencyChanges {
       state.status = "handed_over";
       state.hospital.etaSeconds = 0;
       ctx.event("handed_over", actor(staff), notes ?? "", now);
+      // the patient's emergency contacts learn where the patient is (committed with the handover)
+      for (const m of contactsTold({
+        emergencyId: ctx.roomId, patientId: state.patient.id, patientName: state.patient.name, count: state.bypass ? 0 : this.d.contactCount ?? 0, moment: "handover", hospitalName: state.hospital.name,
+      })) ctx.notify(m);
       this.close();
       return { status: "handed_over" };
     });
@@ -139,6 +146,7 @@ export class EmergencyChanges {
     const { ctx, dispatch, hospital, escalation, duty } = this.d;
     dispatch.stopAll();
     hospital.clearTimers();
+    hospital.cancelFallback();
     escalation.clear();
     hospital.sync(true);
     for (const party of [...ctx.state.firstAiders.values(), ...ctx.state.ambulance.values()]) {

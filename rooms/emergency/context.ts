@@ -1,3 +1,4 @@
+import type { OutboxMessage } from "../../persistence/stores.ts";
 import type { EmergencyState } from "../schema/EmergencyState.ts";
 
 /** A scheduled callback; `clear()` cancels it. */
@@ -37,6 +38,15 @@ export interface EmergencyContext {
   system(action: () => void): Promise<void>;
   /** Calls a method of another room actor, wherever it lives. */
   call(roomId: string, method: string, args: unknown[]): Promise<unknown>;
+  /**
+   * Queues a notification: inside a critical change it is written in the change's own commit (and
+   * dropped with it if the change is undone); outside one, at once.
+   */
+  notify(m: OutboxMessage): void;
+  /** Makes a queued notification moot (by its key) if it was not sent yet, the same way. */
+  cancelNotice(key: string): void;
+  /** A patient who alerted by SMS or USSD is told, by SMS, how things stand after `moment` (named once per emergency). */
+  tellPatient?(moment: string): void;
   /** Another node holds the emergency now: nothing more is done from here. */
   isRelinquished(): boolean;
 }

@@ -225,6 +225,7 @@ export class Dispatch {
     if (status !== state.status) state.status = status;
     if (state.times.enRouteAt === 0) state.times.enRouteAt = now;
     ctx.event("responder_assigned", `${kind}:${r.id}`, detail, now);
+    ctx.tellPatient?.(`assigned:${r.id}`);
     this.updateView();
     this.d.onAssigned?.(kind);
   }

@@ -1,6 +1,7 @@
 import type { Config } from "../../src/config.ts";
 import { idleText, missingRoles, noAcknowledgementText, noResponderText, raisedReasons, type EscalationReason } from "../../src/domain/escalation.ts";
 import { isClosed } from "../../src/domain/status.ts";
+import { opsEscalation } from "../../src/notify/who.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
 
 /** An expiry that could not be committed is tried again after this. */
@@ -17,7 +18,7 @@ export interface EscalationDeps {
 
 /**
  * The bounds of an emergency: operations is alerted (timeline `escalated`, an error-level log
- * line, the audit log) when a role has no accepted responder in time after the alert, or no
+ * line, the audit log, and an SMS and a webhook to its duty phone and URL) when a role has no accepted responder in time after the alert, or no
  * hospital acknowledged in time after the assessment — each reason once; an emergency with no
  * activity (no party message, join or change) for the idle bound is closed as expired.
  */
@@ -83,6 +84,8 @@ export class Escalation {
     ctx.event("escalated", "system", `${reason}: ${text}`);
     ctx.log.error({ emergencyId: ctx.roomId, priority: state.priority, status: state.status, reason }, `emergency escalated to operations: ${text}`);
     this.d.audit("emergency.escalated", reason);
+    // escalation ends with a human: the operations duty phone and webhook are told through the outbox
+    for (const m of opsEscalation({ emergencyId: ctx.roomId, reason, priority: state.priority, text })) ctx.notify(m);
   }
 
   /**

@@ -8,6 +8,7 @@ import { hospitalRoomId } from "../../src/domain/identity.ts";
 import { divertApplies } from "../../src/domain/divert.ts";
 import { neededSpecialties, rankHospitals } from "../../src/domain/matching.ts";
 import { isClosed } from "../../src/domain/status.ts";
+import { hospitalFallbackKey, hospitalRouted } from "../../src/notify/who.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { ReadinessItem } from "../schema/common.ts";
 import type { EmergencyContext, Timer } from "./context.ts";
@@ -24,6 +25,8 @@ export interface HospitalLinkDeps {
   eta: EtaProvider;
   /** Staff of a hospital that was passed over leave the emergency (after the commit). */
   dismissStaff(hospitalId: string): void;
+  /** The duty phone is texted when the wallboard has not acknowledged this long after routing (default 60 s). */
+  smsFallbackMs?: number;
 }
 
 /**
@@ -95,6 +98,7 @@ export class ReceivingHospital {
     this.notify(h, best);
     ctx.event("hospital_matched", "system", `${h.id} score ${best.score} (d ${best.distanceScore}, c ${best.capacityScore}, s ${best.specialtyScore})`);
     this.refreshEta();
+    this.announce(h);
     this.sync(true);
     this.rearm(); // re-alerts until acknowledged, passes over when not in time
   }
@@ -113,6 +117,7 @@ export class ReceivingHospital {
     if (link.id === hospitalId && link.status !== "none") return { hospitalId, hospitalStatus: link.status };
     if (state.status === "at_hospital") throw new HavenError("INVALID_TRANSITION", "the patient is at the hospital already");
     const previous = link.id;
+    this.cancelFallback(); // the previous hospital's duty phone is no longer to be texted
     if (previous && link.status !== "none") {
       this.sync(true, "withdrawn");
       ctx.effect(() => this.d.dismissStaff(previous));
@@ -120,9 +125,25 @@ export class ReceivingHospital {
     this.notify(h, { score: 0, distanceScore: 0, capacityScore: 0, specialtyScore: 0, distanceM: Math.round(distanceM(state.patient, h)) });
     ctx.event("hospital_reassigned", actor, `${previous || "none"} -> ${h.id}`);
     this.refreshEta();
+    this.announce(h);
     this.sync(true);
     this.rearm();
     return { hospitalId, hospitalStatus: link.status };
+  }
+
+  /**
+   * Tells the hospital just bound of the patient coming: its webhook now, its duty phone if the
+   * wallboard has not acknowledged in time (written with the change that bound it); and the patient.
+   */
+  private announce(h: { id: string; name: string }): void {
+    const { ctx } = this.d;
+    const state = ctx.state;
+    const link = state.hospital;
+    for (const m of hospitalRouted({
+      emergencyId: ctx.roomId, hospitalId: h.id, hospitalName: h.name, priority: state.priority, etaSeconds: link.etaSeconds,
+      notifiedAt: link.notifiedAt, fallbackMs: this.d.smsFallbackMs ?? 60_000,
+    })) ctx.notify(m);
+    ctx.tellPatient?.(`hospital:${h.id}:${link.notifiedAt}`);
   }
 
   /** Binds the emergency to `h` as its pre-notified receiving hospital, with a fresh readiness checklist. */
@@ -187,6 +208,7 @@ export class ReceivingHospital {
       return "stays";
     }
     ctx.event("hospital_diverted", `hospital:${previous}`, reason.slice(0, 200));
+    this.cancelFallback();
     this.sync(true, "withdrawn");
     link.status = "none";
     link.id = "";
@@ -201,6 +223,7 @@ export class ReceivingHospital {
     const { ctx } = this.d;
     const link = ctx.state.hospital;
     const previous = link.id;
+    this.cancelFallback();
     this.sync(true, why === "declined" ? "declined" : "withdrawn");
     link.passedOver.push(previous);
     link.status = "none";
@@ -209,6 +232,13 @@ export class ReceivingHospital {
     ctx.event(why === "declined" ? "hospital_declined" : "hospital_timed_out", `hospital:${previous}`, detail || why);
     ctx.effect(() => this.d.dismissStaff(previous));
     this.match();
+  }
+
+  /** The duty phone's SMS of the current routing is no longer needed (acknowledged, passed over, closed). */
+  cancelFallback(): void {
+    const { ctx } = this.d;
+    const link = ctx.state.hospital;
+    if (link.id && link.status === "notified") ctx.cancelNotice(hospitalFallbackKey(ctx.roomId, link.id, link.notifiedAt));
   }
 
   requireReceiving(hospitalId: string): void {
@@ -220,6 +250,7 @@ export class ReceivingHospital {
     const { ctx } = this.d;
     const link = ctx.state.hospital;
     if (link.status !== "acknowledged") {
+      this.cancelFallback();
       link.status = "acknowledged";
       link.acknowledgedAt = ctx.clock.now();
       this.clearTimers();

@@ -5,7 +5,7 @@ import { isStaffOf } from "../../src/domain/entitlement.ts";
 import { HavenCloseCode } from "../../src/protocol/close-codes.ts";
 import { HavenError } from "../../src/protocol/errors.ts";
 import { services } from "../../src/services.ts";
-import { FencedError, type ClaimedEmergency } from "../../persistence/stores.ts";
+import { FencedError, type ClaimedEmergency, type OutboxMessage } from "../../persistence/stores.ts";
 import type { EmergencyState } from "../schema/EmergencyState.ts";
 import { assignEmergencyState, blankEmergencyState } from "../schema/restore.ts";
 import { Transactions, type HeldBack, type TransactionHost } from "../transactions.ts";
@@ -18,6 +18,7 @@ import { MedicalRecord, type AlertNote } from "./medical-record.ts";
 import { Timeline } from "./timeline.ts";
 import { VitalsStream } from "./vitals.ts";
 import { EmergencyChat } from "./chat.ts";
+import { statusToPatient } from "../../src/notify/who.ts";
 
 /** A change the room makes by itself that could not be committed is tried again after this. */
 const SYSTEM_RETRY_MS = 2000;
@@ -63,6 +64,10 @@ export interface AlertRecord extends AlertNote {
   lng: number;
   accuracy?: number;
   priority?: "critical" | "high" | "medium";
+  /** Emergency contacts of the patient (with consent) when the alert was raised: told of it, and of the handover. */
+  contacts?: number;
+  /** Where status replies go when the alert came by SMS or USSD (`tel:…`). */
+  replyTo?: string;
 }
 
 /** An emergency's state as its alert left it, from its record in Postgres. */
@@ -83,13 +88,15 @@ export function alertState(id: string, claimed: ClaimedEmergency): { state: Emer
 }
 
 /** Builds the parts of an emergency over its state and wires them to each other and to the room. */
-export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState, keys: { clinical: KeyObject; profile?: KeyObject }): EmergencyParts {
+export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState, keys: { clinical: KeyObject; profile?: KeyObject }, alert?: AlertRecord): EmergencyParts {
   const s = services();
   const roomId = room.roomId;
   const system = (action: () => void): Promise<void> => tx.run(null, undefined, action).catch((error) => {
     s.log.warn({ err: error, emergencyId: roomId }, "a timed change was not committed; it will be retried");
     hospital.rearm(SYSTEM_RETRY_MS);
   });
+  // the notifications of the critical change in progress, written with its commit
+  let outbox: { messages: OutboxMessage[]; cancel: string[] } = { messages: [], cancel: [] };
   const ctx: EmergencyContext = {
     roomId, state, log: s.log,
     clock: { now: () => Date.now(), setTimeout: (fn, ms) => room.clock.setTimeout(fn, ms), setInterval: (fn, ms) => room.clock.setInterval(fn, ms) },
@@ -98,6 +105,20 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     system,
     call: (target, method, args) => matchMaker.remoteRoomCall(target, method, args),
     isRelinquished: () => room.isRelinquished(),
+    notify: (m) => {
+      if (tx.inChange) outbox.messages.push(m);
+      else s.notify.queue([m]);
+    },
+    tellPatient: (moment) => {
+      if (!alert?.replyTo) return;
+      const responder = [...state.firstAiders.values(), ...state.ambulance.values()][0]?.name ?? "";
+      const eta = state.hospital.etaSeconds >= 0 && state.hospital.id ? Math.max(1, Math.round(state.hospital.etaSeconds / 60)) : "";
+      ctx.notify(statusToPatient({ emergencyId: roomId, replyTo: alert.replyTo, moment, params: { status: state.status, responder, eta, hospital: state.hospital.name } }));
+    },
+    cancelNotice: (key) => {
+      if (tx.inChange) outbox.cancel.push(key);
+      else s.notify.queue([], [key]);
+    },
   };
   const audit = (action: string, reason: string) => {
     s.audit.append({
@@ -116,7 +137,7 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     },
   });
   const hospital: ReceivingHospital = new ReceivingHospital({
-    ctx, config: s.config.hospitals, hospitals: s.hospitals, eta: s.eta,
+    ctx, config: s.config.hospitals, hospitals: s.hospitals, eta: s.eta, smsFallbackMs: s.config.notify.hospitalSmsFallbackMs,
     dismissStaff: (hospitalId) => {
       for (const c of room.clients) if (isStaffOf(c.auth, hospitalId)) c.leave(HavenCloseCode.FORBIDDEN, "NOT_RECEIVING_HOSPITAL");
     },
@@ -130,7 +151,7 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     expire: (reason) => tx.run(null, undefined, () => changes.expire(reason)),
   });
   const changes: EmergencyChanges = new EmergencyChanges({
-    ctx, record, dispatch, hospital, escalation, duty: s.duty, closeGraceMs: s.config.closeGraceMs, audit,
+    ctx, record, dispatch, hospital, escalation, duty: s.duty, closeGraceMs: s.config.closeGraceMs, audit, contactCount: alert?.contacts ?? 0,
     disconnect: () => void room.disconnect(HavenCloseCode.EMERGENCY_CLOSED).catch(() => {}),
   });
 
@@ -147,9 +168,13 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
 
   const host: TransactionHost<Mark> = {
     ...room.patches,
-    mark: () => ({ state: state.toJSON() as Record<string, unknown>, seq: timeline.seq }),
+    mark: () => {
+      outbox = { messages: [], cancel: [] }; // a change starts with no notifications of its own
+      return { state: state.toJSON() as Record<string, unknown>, seq: timeline.seq };
+    },
     movedFrom: (mark) => timeline.seq !== mark.seq || JSON.stringify(state.toJSON()) !== JSON.stringify(mark.state),
     undo: (mark, keepSequence) => {
+      outbox = { messages: [], cancel: [] }; // an undone change sends nothing
       assignEmergencyState(state, mark.state);
       if (!keepSequence) timeline.seq = mark.seq;
       if (record.stateReplaced()) room.markDirty();
@@ -159,13 +184,18 @@ export function assembleEmergency(room: EmergencyRoomPort, state: EmergencyState
     },
     prepare: (mark, key) => {
       const { events, changed, carried } = timeline.toCommit(mark.seq, key);
-      if (changed === 0) return undefined;
+      const notices = outbox;
+      outbox = { messages: [], cancel: [] };
+      if (changed === 0 && notices.messages.length === 0 && notices.cancel.length === 0) return undefined;
       return {
         write: async (signal) => {
           if (room.isRelinquished()) throw new FencedError(roomId);
-          return s.emergencyStore.commit(roomId, room.fence, events, record.snapshot(timeline.seq), state.status, signal);
+          return s.emergencyStore.commit(roomId, room.fence, events, record.snapshot(timeline.seq), state.status, signal, notices);
         },
-        written: () => timeline.saved(carried),
+        written: () => {
+          timeline.saved(carried);
+          if (notices.messages.length > 0) s.notify.committed();
+        },
       };
     },
     commitFailed: (error) => {

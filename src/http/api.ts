@@ -19,6 +19,7 @@ import { ensureRoom } from "../cluster/rooms.ts";
 import type { Specialty } from "../domain/hospitals.ts";
 import { divertUntilProblem, divertView } from "../domain/divert.ts";
 import type { DivertRequest } from "../../rooms/HospitalRoom.ts";
+import { notificationRoutes, phoneField } from "./notify-api.ts";
 
 export interface ApiContext {
   accounts: Accounts;
@@ -160,6 +161,7 @@ export function buildApi(ctx: ApiContext): Router {
     // self-service registrations are counted; administrators onboarding staff are signed in and accountable
     const administrator = caller?.role === "ops_admin" || caller?.role === "hospital_admin";
     if (!administrator) await limits.take("register", { account: `email:${body.email.toLowerCase()}`, device: deviceOf(req), address: req.ip });
+    if (body.phone !== undefined) body.phone = phoneField(body.phone, "phone"); // stored as E.164: inbound SMS and USSD find the account by it
     const user = await ctx.accounts.register(body, caller);
     return ok({ id: user.id, email: user.email, name: user.name, role: user.role, hospitalId: user.hospitalId }, 201);
   });
@@ -357,6 +359,9 @@ export function buildApi(ctx: ApiContext): Router {
     const body = validate<{ verified: boolean }>("verifyResponder", jsonBody(req));
     return ok(await ctx.accounts.setVerified(id, body.verified, p));
   });
+
+  // ---------------------------------------------------------------- notifications
+  notificationRoutes(router, principalOf, limits);
 
   // ---------------------------------------------------------------- matchmaking (join existing rooms only)
   router.on("POST", "/matchmake/:method/:roomId", async (req, { method, roomId }) => {

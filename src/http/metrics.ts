@@ -2,6 +2,7 @@ import { matchMaker } from "@colyseus/core";
 import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { services, servicesReady } from "../services.ts";
 import { limitStats } from "../limits/requests.ts";
+import { notifyStats } from "../notify/worker.ts";
 
 /** Event-loop delay, sampled every 10 ms; read and reset by each scrape. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -55,6 +56,16 @@ export function metricsText(transport: string): string {
     "# HELP haven_limiter_memory_keys Keys held by this node's in-memory request counters (each capped at HAVEN_LIMITER_MAX_KEYS).",
     "# TYPE haven_limiter_memory_keys gauge",
     `haven_limiter_memory_keys ${limitStats.memoryKeys()}`,
+    "# HELP haven_notifications_total Delivery attempts by this node's outbox worker, by channel and outcome (delivered, failed: to be retried, dead, skipped).",
+    "# TYPE haven_notifications_total counter",
+    ...[...notifyStats.attempts].map(([k, n]) => {
+      const [channel, outcome] = k.split(" ");
+      return `haven_notifications_total{channel="${channel}",outcome="${outcome}"} ${n}`;
+    }),
+    "# HELP haven_outbox_messages Notifications waiting (pending) and dead-lettered (dead), cluster-wide, as this node's worker last read them.",
+    "# TYPE haven_outbox_messages gauge",
+    ...["pending", "dead"].flatMap((status) => ["sms", "webhook", "push"].map((channel) =>
+      `haven_outbox_messages{status="${status}",channel="${channel}"} ${notifyStats.backlog.find((b) => b.status === status && b.channel === channel)?.n ?? 0}`)),
     "# HELP haven_process_resident_memory_bytes Resident set size.",
     "# TYPE haven_process_resident_memory_bytes gauge",
     `haven_process_resident_memory_bytes ${mem.rss}`,

@@ -116,6 +116,28 @@ export class MedicalProfiles {
     return emergencySummary(opened.profile);
   }
 
+  /**
+   * The phone of emergency contact `index` of a patient who consented to sharing in an
+   * emergency, to tell them of the emergency (never anything medical). Each read is audited.
+   */
+  async emergencyContact(patientId: string, index: number, emergencyId?: string): Promise<{ phone: string; name: string } | undefined> {
+    const opened = await this.open(patientId);
+    if (!opened || !opened.profile.consent.shareInEmergency) return undefined;
+    const contact = opened.profile.emergencyContacts[index];
+    if (!contact) return undefined;
+    await this.audit.append({
+      at: new Date(), actor: "system", actorRole: "system", action: "medical_profile.contact_notified", subject: patientId,
+      emergencyId, fields: ["emergencyContacts"], breakGlass: false, node: this.node, outcome: "ok",
+    });
+    return { phone: contact.phone, name: contact.name };
+  }
+
+  /** How many emergency contacts a patient who consented to sharing has (0 without consent or profile). */
+  async emergencyContactCount(patientId: string): Promise<number> {
+    const opened = await this.open(patientId).catch(() => undefined);
+    return opened?.profile.consent.shareInEmergency ? opened.profile.emergencyContacts.length : 0;
+  }
+
   /** One audit record per disclosure of a patient's summary to a party of their emergency. */
   async disclosed(reader: Principal, patientId: string, emergencyId: string): Promise<void> {
     await this.record(reader, "medical_profile.emergency_read", "ok", { subject: patientId, emergencyId, fields: [...EMERGENCY_SUMMARY_FIELDS] });

@@ -189,6 +189,29 @@ const schemas = {
   divertUpdate: divert,
   hospitalApproval: { $$strict: true, approved: { type: "enum", values: [true] } },
   verifyResponder: { $$strict: true, verified: { type: "boolean" } },
+  notificationPreferences: {
+    $$strict: true,
+    language: { type: "enum", values: ["en", "sw"] },
+    channels: { type: "array", min: 1, max: 2, unique: true, items: { type: "enum", values: ["push", "sms"] } },
+  },
+  pushSubscription: {
+    $$strict: true,
+    endpoint: { type: "string", min: 12, max: 500, pattern: /^https?:\/\/[^\s]+$/ },
+    expirationTime: { type: "number", integer: true, min: 0, optional: true },
+    keys: {
+      type: "object", strict: true,
+      props: {
+        p256dh: { type: "string", min: 80, max: 100, pattern: /^[A-Za-z0-9_-]+=*$/ },
+        auth: { type: "string", min: 16, max: 32, pattern: /^[A-Za-z0-9_-]+=*$/ },
+      },
+    },
+  },
+  outboxRetry: { $$strict: true },
+  hospitalContact: {
+    $$strict: true,
+    dutyPhone: { type: "string", max: 20, pattern: /^\+?[0-9]{7,15}$/, optional: true },
+    webhookUrl: { type: "string", min: 12, max: 500, pattern: /^https?:\/\/[^\s]+$/, optional: true },
+  },
   joinOptions: { $$strict: true },
   reconnectOptions: { $$strict: true, reconnectionToken: { type: "string", min: 1, max: 128 } },
 } as const;

@@ -60,6 +60,9 @@ describe("escalation and idle expiry on the room clock", () => {
     h.escalation.arm();
     h.clock.advance(NO_ACK_MS);
     expect(h.events.filter((e) => e.type === "escalated").map((e) => e.detail)).toEqual(["no_acknowledgement: no hospital acknowledged within 5 min of the assessment"]);
+    // escalation ends with a human: operations' duty phone and webhook, through the outbox
+    expect(h.notices.map((n) => n.key)).toEqual(["ops:e-1:no_acknowledgement:sms", "ops:e-1:no_acknowledgement:webhook"]);
+    expect(h.notices[0]).toMatchObject({ recipient: "ops", event: "ops_escalation", payload: { params: { reason: "no hospital acknowledged within 5 min of the assessment" } } });
 
     const acked = harness();
     acked.state.medical.assessed = true;
@@ -68,6 +71,7 @@ describe("escalation and idle expiry on the room clock", () => {
     acked.escalation.arm();
     acked.clock.advance(NO_ACK_MS);
     expect(acked.events.filter((e) => e.detail.startsWith("no_acknowledgement"))).toHaveLength(0);
+    expect(acked.notices.filter((n) => n.key.includes("no_acknowledgement"))).toHaveLength(0);
   });
 
   it("expires an emergency idle for the bound, and activity postpones it", async () => {

@@ -1,3 +1,4 @@
+import type { OutboxMessage } from "../../persistence/stores.ts";
 import type { Clock, EmergencyContext, Timer } from "../../rooms/emergency/context.ts";
 import { blankEmergencyState } from "../../rooms/schema/restore.ts";
 
@@ -64,6 +65,8 @@ export function fakeEmergency(clock = new FakeClock(), at = { lat: -1.2921, lng:
   const events: RecordedEvent[] = [];
   const calls: RecordedCall[] = [];
   const systemChanges: number[] = [];
+  const notices: OutboxMessage[] = [];
+  const cancelled: string[] = [];
   const ctx: EmergencyContext = {
     roomId: state.id, state, clock,
     log: { info() {}, warn() {}, error() {} },
@@ -72,8 +75,10 @@ export function fakeEmergency(clock = new FakeClock(), at = { lat: -1.2921, lng:
     system: async (action) => { systemChanges.push(clock.now()); action(); },
     call: async (roomId, method, args) => { calls.push({ roomId, method, args }); return { ok: true }; },
     isRelinquished: () => false,
+    notify: (m) => void notices.push(m),
+    cancelNotice: (key) => void cancelled.push(key),
   };
-  return { state, ctx, clock, events, calls, systemChanges, types: () => events.map((e) => e.type) };
+  return { state, ctx, clock, events, calls, systemChanges, notices, cancelled, types: () => events.map((e) => e.type) };
 }
 
 /** Lets promise callbacks (a candidate lookup, a remote call) run. */

@@ -103,3 +103,29 @@ describe("hospital link on the room clock", () => {
     expect(h.cards("near")).toHaveLength(sent + 2);
   });
 });
+
+describe("hospital link notifications", () => {
+  it("tells the routed hospital by webhook, queues its duty phone's SMS for the fallback time, and cancels it on acknowledgement", () => {
+    const h = harness();
+    const routedAt = h.clock.now();
+    h.link.match();
+    expect(h.notices.map((n) => [n.key, n.channel, n.recipient, n.notBefore])).toEqual([
+      [`hospital-routed:e-1:near:${routedAt}`, "webhook", "hospital:near", undefined],
+      [`hospital-sms:e-1:near:${routedAt}`, "sms", "hospital:near", routedAt + 60_000],
+    ]);
+    h.link.acknowledge("hospital_staff:s1");
+    expect(h.cancelled).toEqual([`hospital-sms:e-1:near:${routedAt}`]);
+    h.link.acknowledge("hospital_staff:s1"); // a repeat cancels nothing more
+    expect(h.cancelled).toHaveLength(1);
+  });
+
+  it("cancels the passed-over hospital's SMS and queues the next hospital's", () => {
+    const h = harness();
+    h.link.match();
+    const first = h.clock.now();
+    h.clock.advance(1000);
+    h.link.passOver("declined", "no beds");
+    expect(h.cancelled).toEqual([`hospital-sms:e-1:near:${first}`]);
+    expect(h.notices.filter((n) => n.channel === "sms").map((n) => n.recipient)).toEqual(["hospital:near", "hospital:far"]);
+  });
+});
