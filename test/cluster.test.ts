@@ -6,7 +6,7 @@ import { join as joinPath } from "node:path";
 import { Client } from "@colyseus/sdk";
 import { Redis } from "ioredis";
 import postgres from "postgres";
-import { account, freePort, freshDatabase, holderOf, join, login, metric, nextMessage, onDuty, OPS, REDIS_URL, root, sleep, startCluster, waitFor, type Cluster, type Haven } from "./harness.ts";
+import { account, freePort, freshDatabase, holderOf, join, login, metric, nextMessage, onDuty, OPS, REDIS_URL, root, sleep, startCluster, storedPatientLat, waitFor, type Cluster, type Haven } from "./harness.ts";
 import { GENEROUS_LIMITS } from "./generous-limits.ts";
 
 /**
@@ -208,10 +208,7 @@ describe("a stalled holder", () => {
 
       // nothing it held in memory was written over the new holder's state
       await sleep(2500); // longer than a snapshot interval of either node
-      const [snap] = await sql<{ state: Buffer }[]>`select state from emergency_snapshots where emergency_id = ${id}`;
-      const { unpack } = await import("msgpackr");
-      const saved = unpack(snap.state) as { state: { patient: { lat: number } } };
-      expect(saved.state.patient.lat).toBe(-1.25);
+      expect(await storedPatientLat(sql, id)).toBe(-1.25);
       const [row] = await sql<{ owner: string }[]>`select owner from emergencies where id = ${id}`;
       expect(row.owner).toBe(newOwner);
       expect(fresh.state.patient.lat).toBe(-1.25);

@@ -1,8 +1,7 @@
 import { createServer, connect, type Socket, type Server } from "node:net";
 import postgres from "postgres";
-import { Unpackr } from "msgpackr";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OPS, account, freshDatabase, freePort, login, scenario, sleep, startHaven, waitFor, type Account, type Haven } from "./harness.ts";
+import { OPS, account, freshDatabase, freePort, login, scenario, sleep, startHaven, storedPatientLat, waitFor, type Account, type Haven } from "./harness.ts";
 
 /**
  * Postgres cut off under traffic, through a TCP proxy the test controls (the machine's shared
@@ -113,8 +112,7 @@ describe("Postgres outage", () => {
     try {
       let lat: number | undefined;
       for (let i = 0; i < 30 && lat !== -1.2864 + 5e-5; i++) {
-        const [row] = await sql`select state from emergency_snapshots where emergency_id = ${s.id}`;
-        lat = row ? (new Unpackr({ useRecords: false }).unpack(row.state) as any).state.patient.lat : undefined;
+        lat = await storedPatientLat(sql, s.id);
         if (lat !== -1.2864 + 5e-5) await sleep(200);
       }
       expect(lat).toBe(-1.2864 + 5e-5);

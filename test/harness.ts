@@ -389,3 +389,16 @@ export async function metric(h: Haven, name: string): Promise<number> {
   const line = (await r.text()).split("\n").find((l) => l.startsWith(`${name} `));
   return Number(line?.split(" ")[1]);
 }
+
+/**
+ * Where the database says the patient of emergency `id` is: the positions row written after the
+ * whole snapshot when there is one (rooms/emergency/positions.ts), else the snapshot's own.
+ */
+export async function storedPatientLat(sql: postgres.Sql, id: string): Promise<number | undefined> {
+  const [row] = await sql<{ state: Buffer; positions: Buffer | null }[]>`select state, positions from emergency_snapshots where emergency_id = ${id}`;
+  if (!row) return undefined;
+  const { Unpackr } = await import("msgpackr");
+  const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+  const moved = row.positions ? (unpackr.unpack(row.positions) as [number, string, number][]).find((r) => r[0] === 0) : undefined;
+  return moved ? moved[2] : (unpackr.unpack(row.state) as { state: { patient: { lat: number } } }).state.patient.lat;
+}
