@@ -136,7 +136,13 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
       gens.push(g);
     }
     const joinT0 = performance.now();
-    const joined = await Promise.all(gens.map((g, i) => {
+    // a join phase that stops moving (sockets the server never answers) fails the step rather than waiting forever
+    const joinDeadlineS = 120 + n / 50;
+    let joinTimer: NodeJS.Timeout | undefined;
+    const joinDeadline = new Promise<never>((_, reject) => {
+      joinTimer = setTimeout(() => reject(new Error(`the sockets had not all joined after ${Math.round(joinDeadlineS)} s (${[...progress.values()].reduce((a, b) => a + b, 0)} of ${n * 5})`)), joinDeadlineS * 1000);
+    });
+    const joined = await Promise.race([joinDeadline, Promise.all(gens.map((g, i) => {
       const mine = emergencies.slice(i * per, (i + 1) * per);
       const c: JoinCommand = {
         type: "join", protocol: v.kind === "haven" ? "colyseus" : "socketio", nodes: d.urls, emergencies: mine,
@@ -144,7 +150,7 @@ export async function trackingStep(v: Variant, n: number, o: TrackingOptions, lo
         measureAt: o.measureAt, lossTimeoutMs: o.lossTimeoutMs, origin: SCENE,
       };
       return g.request(c, "joined");
-    }));
+    }))]).finally(() => clearTimeout(joinTimer));
     const joinS = (performance.now() - joinT0) / 1000;
     const joinMs = new Histogram();
     for (const j of joined) joinMs.merge(j.joinMs);
