@@ -4,6 +4,7 @@
  * baseline. The pid measured is the process listening on the port (found with `ss`), so that the
  * wrappers in between (taskset, the root's chroot) are never what is measured.
  */
+import { randomBytes } from "node:crypto";
 import { type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -120,6 +121,8 @@ export async function startHaven(o: HavenLaunch): Promise<Running & { startMs: n
     ...(o.nodeName ? { HAVEN_NODE_NAME: o.nodeName } : {}),
     // the load comes from one address: request limits opened wide (older trees ignore the names)
     ...GENEROUS_LIMITS,
+    // production serves /metrics only to a scraper with the token
+    HAVEN_METRICS_TOKEN: METRICS_TOKEN,
     // diagnosis only (e.g. --trace-gc): never set for measured runs unless asked
     ...(process.env.HAVEN_BENCH_SERVER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HAVEN_BENCH_SERVER_NODE_OPTIONS } : {}),
     ...o.env,
@@ -180,10 +183,15 @@ export async function startSocketIo(logFile: string): Promise<Running & { startM
 }
 
 /** One gauge or counter of a Haven process's /metrics (NaN when absent). */
+/** The metrics token of the servers this run starts (one per run). */
+const METRICS_TOKEN = randomBytes(24).toString("base64url");
+
 export async function scrapeMetrics(url: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   try {
-    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const response = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` }, signal: AbortSignal.timeout(5000) });
+    if (!response.ok) throw new Error(`/metrics answered ${response.status}`);
+    const text = await response.text();
     for (const line of text.split("\n")) {
       if (!line || line.startsWith("#")) continue;
       const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
