@@ -50,13 +50,13 @@ export function setup() {
   return { cells: cells(ALERTS, SPREAD_M, opsSession()) };
 }
 
-/** Declines offers of other patients' emergencies (a withdrawn one answers OFFER_NOT_FOUND: fine). */
+/** Declines offers of other patients' emergencies (one withdrawn or taken meanwhile answers OFFER_EXPIRED or OFFER_NOT_FOUND: fine). */
 function declineOthers(state, getDuty) {
   return (offer) => {
     if (offer.emergencyId === state.emergencyId) return;
     getDuty().room.request("decline_offer", { offerId: offer.offerId, reason: "attending another emergency" }).catch((e) => {
       const code = e.reason && e.reason.code;
-      if (code !== "OFFER_NOT_FOUND" && code !== "CLOSE_4000") countError(code, { call: "decline_offer" });
+      if (code !== "OFFER_NOT_FOUND" && code !== "OFFER_EXPIRED" && code !== "CLOSE_4000") countError(code, { call: "decline_offer" });
     });
   };
 }
