@@ -125,8 +125,15 @@ describe("one room per emergency, cluster-wide", () => {
       // the holder dies; its parties rejoin at once through the three survivors, racing the
       // survivors' own failover, which restores the emergency too
       await holder.kill();
-      const reservations = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-        survivors[i % 3].http("POST", `/matchmake/joinById/${id}`, {}, i % 2 ? ops.token : patient.token)));
+      // a node that cannot reach the emergency in the moment of the takeover may answer 503
+      // UNAVAILABLE, which a client retries with backoff (docs/protocol.md, error codes): once here, a second later
+      const reserve = async (i: number) => {
+        const first = await survivors[i % 3].http("POST", `/matchmake/joinById/${id}`, {}, i % 2 ? ops.token : patient.token);
+        if (first.status !== 503) return first;
+        await sleep(1000);
+        return survivors[i % 3].http("POST", `/matchmake/joinById/${id}`, {}, i % 2 ? ops.token : patient.token);
+      };
+      const reservations = await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(i)));
       expect(reservations.map((r) => r.status)).toEqual(Array(20).fill(200));
       const processes = new Set(reservations.map((r) => r.body.processId));
       expect(processes.size).toBe(1);
